@@ -1,0 +1,1 @@
+"""ML stages: ETL, training, serving, the SageMaker path and monitoring."""

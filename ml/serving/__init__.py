@@ -1,0 +1,1 @@
+"""Inference code shipped inside model.tar.gz as code/inference.py."""

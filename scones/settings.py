@@ -1,0 +1,94 @@
+"""Settings for the CLI and the offline twin, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Return the nearest folder at or above ``start`` holding ``template.yaml``.
+
+    Falls back to ``start`` (the current directory) when none is found.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "template.yaml").is_file():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the twin and the CLI need to know about where things run.
+
+    Every field can be set through the environment variable named in ``from_env``.
+    """
+
+    project_root: Path
+    home: Path
+    host: str = LOOPBACK
+    s3_port: int = 8333
+    moto_port: int = 5055
+    endpoint_port: int = 8080
+    region: str = "us-east-1"
+    access_key_id: str = "scones"
+    secret_access_key: str = "scones-local-secret"
+    endpoint_workers: int = 2
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``)."""
+        env = dict(os.environ if environ is None else environ)
+        root = Path(env["SCONES_PROJECT"]).resolve() if env.get("SCONES_PROJECT") else find_project_root()
+        home = Path(env.get("SCONES_HOME") or root / ".scones").resolve()
+        return cls(
+            project_root=root,
+            home=home,
+            s3_port=int(env.get("SCONES_S3_PORT", 8333)),
+            moto_port=int(env.get("SCONES_MOTO_PORT", 5055)),
+            endpoint_port=int(env.get("SCONES_ENDPOINT_PORT", 8080)),
+            region=env.get("SCONES_REGION", "us-east-1"),
+            endpoint_workers=int(env.get("SCONES_ENDPOINT_WORKERS", 2)),
+        )
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.endpoint_port}"
+
+    @property
+    def deployed_file(self) -> Path:
+        """JSON written by ``scones deploy --local``: bucket, ARNs, endpoint name."""
+        return self.home / "deployed.json"
+
+    @property
+    def endpoints_dir(self) -> Path:
+        """One folder per local endpoint (see ``scones.twin.endpoint_registry``)."""
+        return self.home / "endpoints"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment variables that point any AWS SDK or the AWS CLI at the twin."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_ENDPOINT_URL_SFN": self.moto_url,
+            "AWS_ENDPOINT_URL_STEPFUNCTIONS": self.moto_url,
+            "AWS_ENDPOINT_URL_LAMBDA": self.moto_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
+            "AWS_ENDPOINT_URL_STS": self.moto_url,
+        }
