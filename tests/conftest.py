@@ -1,0 +1,51 @@
+"""Test-wide guards: no test reaches beyond loopback; tiers are marked by folder."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(address: Any) -> None:
+    if not isinstance(address, tuple) or not address:
+        return  # unix sockets
+    host = address[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if host in ("localhost",):
+            return
+        raise OSError(f"tests may not reach the network (tried {host!r})") from None
+    if not ip.is_loopback:
+        raise OSError(f"tests may not reach the network (tried {host})")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        if "/tests/stack/" in path:
+            item.add_marker(pytest.mark.stack)
+        if "/tests/deployed/" in path:
+            item.add_marker(pytest.mark.deployed)
