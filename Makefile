@@ -1,0 +1,102 @@
+# scones: the two commands are `make demo` (the whole workflow on the offline twin) and
+# `make test` (format, lint, types, every test tier that can run here). Both install into .venv/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SCONES := $(BIN)/scones
+SAM_VERSION := 1.170.0
+SAM_VENV := $(VENV)/sam
+STATE := .scones
+
+# The demo's CIFAR-100 archive: $CIFAR100_ARCHIVE when set; the shared subset beside this
+# checkout when it exists (so the demo runs offline); else the official archive (downloaded once,
+# MD5-checked and cached by `scones etl`).
+SHARED_ARCHIVE := ../shared/data/cifar-100-python-vehicles.tar.gz
+ifneq ($(wildcard $(SHARED_ARCHIVE)),)
+CIFAR100_ARCHIVE ?= $(SHARED_ARCHIVE)
+endif
+CIFAR100_ARCHIVE ?= https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz
+export CIFAR100_ARCHIVE
+
+CLASSES ?= bicycle,motorcycle
+EPOCHS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install install-sam format lint types check test test-unit test-stack demo down status bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@
+
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_VERSION)
+
+install: $(VENV)/.installed ## Create .venv and install scones with training and dev tools
+
+install-sam: $(SAM_VENV)/bin/sam ## Install the AWS SAM CLI into its own venv (.venv/sam)
+
+format: install ## Format the code
+	$(BIN)/ruff format scones ml functions tests bench
+	$(BIN)/ruff check --fix scones ml functions tests bench
+
+lint: install ## Check formatting and lint
+	$(BIN)/ruff format --check scones ml functions tests bench
+	$(BIN)/ruff check scones ml functions tests bench
+
+types: install ## Type-check
+	$(BIN)/mypy
+
+check: lint types ## Format check, lint and types
+
+test: install install-sam check ## Run format check, lint, types and all tests (unit, offline stack)
+	SAM_CLI_TELEMETRY=0 SCONES_SAM=$(abspath $(SAM_VENV))/bin/sam $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the unit tests only
+	$(BIN)/pytest -m "not stack and not slow" $(PYTEST_ARGS)
+
+test-stack: install ## Run the offline-stack tests only
+	$(BIN)/pytest -m stack $(PYTEST_ARGS)
+
+$(STATE)/data/train.lst: | $(VENV)/.installed
+	$(SCONES) etl --archive "$(CIFAR100_ARCHIVE)" --output $(STATE)/data --classes $(CLASSES)
+
+$(STATE)/model/model.tar.gz: $(STATE)/data/train.lst ml/train.py | $(VENV)/.installed
+	$(SCONES) train --data $(STATE)/data --model-dir $(STATE)/model $(if $(EPOCHS),--epochs $(EPOCHS))
+
+demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, classify, monitor
+	$(SCONES) up
+	$(MAKE) --no-print-directory $(STATE)/model/model.tar.gz
+	$(SCONES) deploy --local --model $(STATE)/model/model.tar.gz
+	$(SCONES) classify $(STATE)/data/test
+	eval "$$($(SCONES) env)" && $(SCONES) monitor "s3://$$SCONES_BUCKET/data_capture" \
+	  --endpoint "$$SCONES_ENDPOINT_NAME" --output $(STATE)/monitor
+	@echo
+	@echo "Done. The twin is still running:"
+	@echo "  point boto3 / the AWS CLI at it:  eval \"\$$($(SCONES) env)\""
+	@echo "  monitoring report:                $(abspath $(STATE))/monitor/report.html"
+	@echo "  model report:                     $(abspath $(STATE))/model/metrics.json"
+	@echo "  stop it:                          $(SCONES) down   (or: make down)"
+
+down: ## Stop the offline twin
+	@if [ -x $(SCONES) ]; then $(SCONES) down; fi
+
+status: ## Show the offline twin's services
+	$(SCONES) status
+
+bench: install ## Run the benchmarks (slow; prints tables)
+	$(BIN)/python bench/run_all.py
+
+clean: down ## Remove the twin's state, build output and caches (keeps .venv)
+	rm -rf $(STATE) .aws-sam build .pytest_cache .mypy_cache .ruff_cache
