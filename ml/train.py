@@ -1,0 +1,449 @@
+"""Train the scones classifier: a SageMaker script-mode entry point that also runs locally.
+
+SageMaker runs ``python train.py --epochs 30 ...`` in its PyTorch training container with the
+``SM_*`` environment variables set; ``scones train`` calls ``main`` in-process with the same
+variables pointing at local folders. Self-contained: torch, numpy, Pillow and the sibling
+``serving/inference.py`` (copied into the model as ``code/inference.py``); tqdm and onnxruntime
+are used when present (progress bar; ONNX parity check and latency).
+
+Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<split>.lst``
+(index<TAB>label<TAB>path relative to the folder), the PNGs it lists and ``classes.json``: the
+layout ``scones etl`` writes, so both channels may point at the same ETL output folder.
+
+Writes to ``SM_MODEL_DIR``: ``model.onnx`` (input "input" float32 [N,3,32,32] normalized, output
+"probabilities" [N,C]; with ``--tta 1`` the graph averages the image and its mirror image),
+``classes.json``, ``metrics.json``, ``code/inference.py``, ``code/requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CONFIDENCE_THRESHOLD = 0.93
+ECE_BINS = 15
+SERVING_REQUIREMENTS = "onnxruntime>=1.18\nnumpy>=1.26\nPillow>=10\n"
+
+
+class TrainingDataError(Exception):
+    """The training or test channel does not hold the expected ``.lst`` + PNG layout."""
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Any:
+    """Parse hyperparameters and SageMaker paths (``SM_*`` variables are the defaults)."""
+    env = dict(os.environ if environ is None else environ)
+    p = argparse.ArgumentParser(
+        description="Train the scones bicycle/motorcycle classifier (SageMaker script mode)."
+    )
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training images")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (one-cycle)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.05, help="AdamW decay (not on norm/bias)"
+    )
+    p.add_argument("--width", type=int, default=16, help="channels of the first ResNet-9 stage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tta", type=int, default=1, help="1: average the image and its mirror image")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument("--progress", type=int, default=1, help="0: no progress bar")
+    p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
+    p.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    p.add_argument("--test", default=env.get("SM_CHANNEL_TEST", "/opt/ml/input/data/test"))
+    p.add_argument(
+        "--output-data-dir", default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    )
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"ignoring unknown arguments: {' '.join(unknown)}", file=sys.stderr)
+    return args
+
+
+def _find_manifest(channel: Path, split: str) -> Path:
+    preferred = channel / f"{split}.lst"
+    if preferred.is_file():
+        return preferred
+    found = sorted(channel.glob("*.lst")) if channel.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    raise TrainingDataError(
+        f"no {split}.lst in {channel}; run `scones etl` and point the channel at its output"
+    )
+
+
+def read_classes(channel: Path) -> list[str]:
+    """Class names from ``classes.json`` in the channel folder."""
+    path = channel / "classes.json"
+    if not path.is_file():
+        raise TrainingDataError(f"no classes.json in {channel}")
+    return list(json.loads(path.read_text(encoding="utf-8"))["classes"])
+
+
+def load_split(channel: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split: images ``[N, 32, 32, 3]`` uint8 and labels ``[N]`` int64."""
+    from PIL import Image
+
+    manifest = _find_manifest(channel, split)
+    images, labels = [], []
+    for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise TrainingDataError(f"{manifest}:{lineno}: expected index<TAB>label<TAB>path")
+        path = manifest.parent / parts[2]
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise TrainingDataError(f"{manifest}:{lineno}: cannot read {path} ({exc})") from None
+        if rgb.size != (32, 32):
+            rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
+        images.append(np.asarray(rgb, dtype=np.uint8))
+        labels.append(int(float(parts[1])))
+    if not images:
+        raise TrainingDataError(f"{manifest} lists no images")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def build_model(num_classes: int, width: int = 16) -> Any:
+    """A ResNet-9-style network (about 0.47 M parameters at width 16)."""
+    from torch import nn
+
+    def block(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        return nn.Sequential(*layers)
+
+    class Residual(nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(block(channels, channels), block(channels, channels))
+
+        def forward(self, x: Any) -> Any:
+            return x + self.body(x)
+
+    w = width
+    return nn.Sequential(
+        block(3, w),
+        block(w, 2 * w, pool=True),
+        Residual(2 * w),
+        block(2 * w, 4 * w, pool=True),
+        block(4 * w, 8 * w, pool=True),
+        Residual(8 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8 * w, num_classes),
+    )
+
+
+def make_probability_model(net: Any, tta: bool) -> Any:
+    """Wrap ``net`` so that it outputs softmax probabilities (averaged with the mirror image)."""
+    import torch
+    from torch import nn
+
+    class Probabilities(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> Any:
+            probs = torch.softmax(self.net(x), dim=1)
+            if tta:
+                probs = 0.5 * (probs + torch.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
+            return probs
+
+    return Probabilities()
+
+
+def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
+    """Accuracy, coverage/precision at the confidence threshold, ECE and NLL."""
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    correct = pred == labels
+    covered = conf >= CONFIDENCE_THRESHOLD
+    ece = 0.0
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean()
+    return {
+        "accuracy": float(correct.mean()),
+        "coverage": float(covered.mean()),
+        "precision_covered": float(correct[covered].mean()) if covered.any() else None,
+        "threshold": CONFIDENCE_THRESHOLD,
+        "ece": float(ece),
+        "nll": float(nll),
+        "n_test": int(len(labels)),
+    }
+
+
+def _augment(batch: Any, gen: Any) -> Any:
+    """Random crop (reflect-pad 4) and horizontal flip of a uint8->float batch [B,3,32,32]."""
+    import torch
+    import torch.nn.functional as F
+
+    b = batch.shape[0]
+    padded = F.pad(batch, (4, 4, 4, 4), mode="reflect")
+    dx = torch.randint(0, 9, (b,), generator=gen)
+    dy = torch.randint(0, 9, (b,), generator=gen)
+    flip = torch.rand(b, generator=gen) < 0.5
+    out = torch.empty_like(batch)
+    for i in range(b):
+        crop = padded[i, :, int(dy[i]) : int(dy[i]) + 32, int(dx[i]) : int(dx[i]) + 32]
+        out[i] = crop.flip(2) if bool(flip[i]) else crop
+    return out
+
+
+def _param_groups(net: Any, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, param in net.named_parameters():
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _predict(model: Any, x: Any, device: Any, batch_size: int = 256) -> np.ndarray:
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            outs.append(model(x[i : i + batch_size].to(device)).cpu().numpy())
+    return np.concatenate(outs)
+
+
+def export_onnx(model: Any, path: Path) -> None:
+    """Export the probability model to ONNX (batch dimension dynamic)."""
+    import torch
+
+    model.eval().cpu()
+    example = torch.zeros(1, 3, 32, 32)
+    kwargs: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["probabilities"],
+        "dynamic_axes": {"input": {0: "batch"}, "probabilities": {0: "batch"}},
+        "opset_version": 17,
+    }
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, **kwargs)
+
+
+def onnx_benchmark(model_path: Path, x: np.ndarray, threads: int = 1) -> dict[str, float]:
+    """Latency of the ONNX model with onnxruntime: median single image, batch-64 throughput."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    single = x[:1]
+    batch = np.resize(x, (64, *x.shape[1:])).astype(np.float32)
+    for _ in range(20):
+        sess.run(None, {"input": single})
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": single})
+        times.append(time.perf_counter() - t0)
+    sess.run(None, {"input": batch})
+    btimes = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": batch})
+        btimes.append(time.perf_counter() - t0)
+    return {
+        "onnx_threads": threads,
+        "latency_single_ms": float(np.median(times) * 1e3),
+        "latency_batch64_ms": float(np.median(btimes) * 1e3),
+        "throughput_batch64_img_s": float(64 / np.median(btimes)),
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    """Train, evaluate and write the model folder; return the report (also in metrics.json)."""
+    import torch
+
+    previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, torch)
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
+
+
+def _run(args: Any, torch: Any) -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    started = time.time()
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+
+    train_dir, test_dir = Path(args.train), Path(args.test)
+    classes = read_classes(train_dir)
+    xtr_u8, ytr_np = load_split(train_dir, "train")
+    xte_u8, yte_np = load_split(test_dir, "test")
+    if ytr_np.min() < 0 or ytr_np.max() >= len(classes) or yte_np.max() >= len(classes):
+        raise TrainingDataError(f"labels outside 0..{len(classes) - 1} for classes {classes}")
+    mean = (xtr_u8.reshape(-1, 3).mean(axis=0) / 255.0).astype(np.float32)
+    std = (xtr_u8.reshape(-1, 3).std(axis=0) / 255.0).astype(np.float32)
+
+    def to_tensor(images: np.ndarray) -> Any:
+        t = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+        return (t - torch.from_numpy(mean).view(1, 3, 1, 1)) / torch.from_numpy(std).view(
+            1, 3, 1, 1
+        )
+
+    xtr, xte = to_tensor(xtr_u8), to_tensor(xte_u8)
+    ytr = torch.from_numpy(ytr_np)
+    gen = torch.Generator().manual_seed(args.seed)
+    net = build_model(len(classes), args.width).to(device)
+    steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
+    total_steps = max(1, args.epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=total_steps, pct_start=0.25, anneal_strategy="cos"
+    )
+    bar: Any = None
+    if args.progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, unit="step", desc="train", file=sys.stderr)
+        except ImportError:
+            bar = None
+    t_train = time.perf_counter()
+    history = []
+    for epoch in range(args.epochs):
+        net.train()
+        order = torch.randperm(len(xtr), generator=gen)
+        loss_sum, n_seen, n_right = 0.0, 0, 0
+        for i in range(0, len(order), args.batch_size):
+            idx = order[i : i + args.batch_size]
+            xb = _augment(xtr[idx], gen).to(device)
+            yb = ytr[idx].to(device)
+            logits = net(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(idx)
+            n_seen += len(idx)
+            n_right += int((logits.argmax(1) == yb).sum())
+            if bar is not None:
+                bar.update(1)
+        history.append(
+            {"epoch": epoch + 1, "loss": loss_sum / n_seen, "train_accuracy": n_right / n_seen}
+        )
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{n_right / n_seen:.3f}")
+        else:
+            print(f"epoch {epoch + 1}/{args.epochs} loss {loss_sum / n_seen:.4f}", flush=True)
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t_train
+
+    prob_model = make_probability_model(net, bool(args.tta))
+    probs = _predict(prob_model, xte, device)
+    report: dict[str, Any] = {
+        "classes": classes,
+        **classification_report(probs, yte_np),
+        "n_train": int(len(xtr)),
+        "train_seconds": round(train_seconds, 2),
+        "device": device.type,
+        "torch_threads": torch.get_num_threads(),
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "hyperparameters": {
+            k: getattr(args, k)
+            for k in ("epochs", "batch_size", "lr", "weight_decay", "width", "seed", "tta")
+        },
+        "final_train_loss": history[-1]["loss"] if history else None,
+    }
+
+    model_dir = Path(args.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = model_dir / "model.onnx"
+    export_onnx(prob_model, onnx_path)
+    report["model_bytes"] = onnx_path.stat().st_size
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        report["onnx_max_abs_diff"] = None
+    else:
+        x_np = xte.numpy().astype(np.float32)
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        onnx_probs = sess.run(None, {"input": x_np})[0]
+        report["onnx_max_abs_diff"] = float(np.abs(onnx_probs - probs).max())
+        report.update(onnx_benchmark(onnx_path, x_np))
+    report["total_seconds"] = round(time.time() - started, 2)
+
+    meta = {
+        "classes": classes,
+        "image_size": 32,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+    }
+    (model_dir / "classes.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    metrics_text = json.dumps(report, indent=2) + "\n"
+    (model_dir / "metrics.json").write_text(metrics_text, encoding="utf-8")
+    code = model_dir / "code"
+    code.mkdir(exist_ok=True)
+    shutil.copyfile(HERE / "serving" / "inference.py", code / "inference.py")
+    (code / "requirements.txt").write_text(SERVING_REQUIREMENTS, encoding="utf-8")
+    out = Path(args.output_data_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(metrics_text, encoding="utf-8")
+        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Script-mode entry point: parse arguments, train, print the report as JSON."""
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except TrainingDataError as exc:
+        print(f"train.py: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in report.items() if k != "hyperparameters"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
