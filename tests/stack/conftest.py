@@ -1,0 +1,109 @@
+"""Fixtures for the offline-stack tier: the real twin, started once per test session.
+
+``twin_settings`` (session): a temporary ``SCONES_HOME`` and free loopback ports, the real
+``scones up`` code path (``scones.cli.main(["up"])``), the twin's AWS variables exported into
+``os.environ`` (so plain ``boto3.client("s3")`` etc. reach the twin), and ``scones down`` at the
+end. Yields the ``Settings``. Until ``scones.twin.sfn_server`` exists only S3 and the endpoint run.
+
+``tiny_model_tar`` (session): a real ``model.tar.gz`` built by ``ml.testing.build_tiny_model``
+(the real ETL + training on a small synthetic CIFAR-100 archive, a few seconds).
+
+``twin_bucket`` (session): an S3 bucket created on the twin for tests to write into.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scones.settings import Settings
+from scones.twin import services
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _free_s3_port() -> int:
+    """A port P such that SeaweedFS's P..P+8 and P+10008 are all free (below the ephemeral range)."""
+    rng = random.Random()
+    for _ in range(200):
+        p = rng.randrange(20000, 30000)
+        ports = [p + i for i in range(services.WEED_EXTRA_PORTS + 1)]
+        ports.append(p + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET)
+        if all(_bindable(port) for port in ports):
+            return p
+    raise RuntimeError("no free block of ports for SeaweedFS")
+
+
+def twin_environ(home: Path) -> dict[str, str]:
+    """SCONES_* variables for a private twin in ``home`` on free ports."""
+    return {
+        "SCONES_HOME": str(home),
+        "SCONES_S3_PORT": str(_free_s3_port()),
+        "SCONES_MOTO_PORT": str(_free_port()),
+        "SCONES_ENDPOINT_PORT": str(_free_port()),
+        "SCONES_CAPTURE_FLUSH_SECONDS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def twin_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The running offline twin (see module docstring); stopped at the end of the session."""
+    from scones.cli import main
+
+    home = tmp_path_factory.mktemp("scones-home")
+    saved = dict(os.environ)
+    os.environ.update(twin_environ(home))
+    settings = Settings.from_env()
+    os.environ.update(settings.aws_env())
+    argv = ["up"]
+    if importlib.util.find_spec("scones.twin.sfn_server") is None:
+        argv += ["--only", "s3", "--only", "endpoint"]
+    try:
+        code = main(argv)
+        if code != 0:
+            logs = settings.home / "logs"
+            pytest.fail(f"scones up failed with exit code {code}; logs in {logs}")
+        yield settings
+    finally:
+        main(["down"])
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, small ``model.tar.gz`` (``ml.testing.build_tiny_model``)."""
+    from ml.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def twin_bucket(twin_settings: Settings) -> str:
+    """A fresh bucket on the twin's S3."""
+    import boto3
+
+    name = f"scones-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
