@@ -49,6 +49,10 @@ class ImageNotFoundError(LookupError):
     """The bucket or the key does not exist."""
 
 
+class ImageAccessDeniedError(PermissionError):
+    """The function may not read the object (it may read only the incoming prefix)."""
+
+
 class NotAnImageError(ValueError):
     """The object is not an image in a format we accept, or it is damaged."""
 
@@ -345,18 +349,20 @@ def inspect_image(data: bytes) -> ImageInfo:
 def read_object(s3: Any, bucket: str, key: str, limit: int) -> bytes:
     """Return the bytes of ``s3://bucket/key``, refusing objects larger than ``limit``.
 
-    Raises ``ImageNotFoundError`` for a missing bucket or key and ``ImageTooLargeError`` before
-    downloading an object that is too large. Other S3 errors propagate unchanged.
+    When the key is not found and looks URL-encoded (S3 event notifications encode keys, a
+    space as ``+``), the decoded key is tried as well. Raises ``ImageNotFoundError`` for a
+    missing bucket or key, ``ImageAccessDeniedError`` when S3 refuses access, and
+    ``ImageTooLargeError`` before downloading an object that is too large.
     """
-    from botocore.exceptions import ClientError
+    from urllib.parse import unquote_plus
 
     try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
-            raise ImageNotFoundError(f"s3://{bucket}/{key} does not exist ({code})") from None
-        raise
+        response = _get_object(s3, bucket, key)
+    except ImageNotFoundError:
+        decoded = unquote_plus(key)
+        if decoded == key:
+            raise
+        response = _get_object(s3, bucket, decoded)
     size = int(response.get("ContentLength", 0))
     body = response["Body"]
     try:
@@ -368,6 +374,23 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> bytes:
     if len(data) > limit:
         raise ImageTooLargeError(_too_large(bucket, key, len(data), limit))
     return data
+
+
+def _get_object(s3: Any, bucket: str, key: str) -> Any:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
+            raise ImageNotFoundError(f"s3://{bucket}/{key} does not exist ({code})") from None
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+            raise ImageAccessDeniedError(
+                f"access to s3://{bucket}/{key} denied ({code}): the function may read only "
+                "the image bucket's incoming prefix"
+            ) from None
+        raise
 
 
 def _too_large(bucket: str, key: str, size: int, limit: int) -> str:
