@@ -131,16 +131,16 @@ def classes_from_model(path: Path) -> list[str]:
                 (m for m in archive.getmembers() if m.name.removeprefix("./") == "classes.json"),
                 None,
             )
-            if member is None:
-                raise MonitorUsageError(f"--model {path}: no classes.json in the archive")
-            handle = archive.extractfile(member)
-            if handle is None:
-                raise MonitorUsageError(f"--model {path}: classes.json is not a file")
-            data = json.load(handle)
+            handle = archive.extractfile(member) if member is not None else None
+            raw = handle.read() if handle is not None else None
     except FileNotFoundError:
         raise MonitorUsageError(f"--model {path}: no such file") from None
     except (tarfile.TarError, OSError) as exc:
         raise MonitorUsageError(f"--model {path}: not a readable tar archive ({exc})") from None
+    if raw is None:
+        raise MonitorUsageError(f"--model {path}: no classes.json file in the archive")
+    try:
+        data = json.loads(raw)
     except ValueError:
         raise MonitorUsageError(f"--model {path}: classes.json is not valid JSON") from None
     return _classes_from_json(data, f"--model {path}")
