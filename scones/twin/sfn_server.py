@@ -1,0 +1,145 @@
+"""The twin's Lambda + Step Functions service: moto with the ASL interpreter and our handlers.
+
+Run as ``python -m scones.twin.sfn_server`` (``scones up`` does it). It serves moto's API on
+``127.0.0.1:$SCONES_MOTO_PORT`` with the Step Functions interpreter on, every Lambda function
+bound to the real handler from template.yaml (see ``scones.twin.moto_patches``), and the S3 ->
+state machine bridge (``scones.twin.bridge``) polling the deployed bucket's incoming prefix.
+
+The handlers run in this process and make their boto3 calls with the process environment, so
+it must hold ``settings.aws_env()`` (local S3 and endpoint); missing variables are filled in.
+
+Environment: ``SCONES_BRIDGE=0`` turns the bridge off; ``SCONES_SFN_KEEP_EXECUTIONS`` (default
+1000) is how many finished executions per state machine stay queryable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scones.settings import Settings
+
+LOG = logging.getLogger("scones.twin.sfn")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to run the server (read once from the command line and environment)."""
+
+    host: str
+    port: int
+    bridge: bool
+    keep_executions: int
+
+
+class RunningServer:
+    """A started moto server (and bridge) in this process; ``stop()`` shuts both down."""
+
+    def __init__(self, server: object, bridge: object | None, port: int) -> None:
+        self._server = server
+        self._bridge = bridge
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the bridge, then the HTTP server."""
+        if self._bridge is not None:
+            self._bridge.stop()  # type: ignore[attr-defined]
+        self._server.stop()  # type: ignore[attr-defined]
+
+
+def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
+    """Configure moto, apply the patches, serve on ``options.host:options.port`` (0: any free)."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from scones.twin import moto_patches
+
+    moto_patches.configure_moto()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    # moto logs every failed state (a normal outcome here, e.g. LowConfidenceError) at ERROR.
+    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
+        logging.CRITICAL
+    )
+    moto_patches.apply(keep_executions=options.keep_executions)
+    server = ThreadedMotoServer(ip_address=options.host, port=options.port, verbose=False)
+    server.start()
+    port = server.get_host_and_port()[1]
+    # moto's interpreter reaches its own service integrations on localhost:$MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(port)
+    bridge = None
+    if options.bridge:
+        from scones.twin.bridge import Bridge
+
+        bridge = Bridge(settings, moto_url=f"http://{options.host}:{port}")
+        bridge.start()
+    LOG.info(
+        "sfn server listening on %s:%s (bridge %s)", options.host, port, "on" if bridge else "off"
+    )
+    return RunningServer(server, bridge, port)
+
+
+def _parse(argv: Sequence[str] | None, settings: Settings) -> ServerOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m scones.twin.sfn_server",
+        description="Serve the twin's Lambda + Step Functions API (moto) on loopback.",
+    )
+    parser.add_argument(
+        "--port", type=int, default=settings.moto_port, help="port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-bridge", action="store_true", help="do not start executions on S3 uploads"
+    )
+    args = parser.parse_args(argv)
+    keep = int(os.environ.get("SCONES_SFN_KEEP_EXECUTIONS", "1000"))
+    bridge = os.environ.get("SCONES_BRIDGE", "1").lower() not in ("0", "false", "no", "off")
+    return ServerOptions(
+        host=settings.host,
+        port=args.port,
+        bridge=bridge and not args.no_bridge,
+        keep_executions=keep,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGTERM / SIGINT."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    settings = Settings.from_env()
+    options = _parse(argv, settings)
+    for key, value in settings.aws_env().items():
+        os.environ.setdefault(key, value)
+    try:
+        running = start_server(settings, options)
+    except OSError as exc:
+        print(
+            f"sfn server: cannot listen on {options.host}:{options.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        LOG.info("signal %s: stopping", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    done.wait()
+    running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
