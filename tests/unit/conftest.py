@@ -1,0 +1,61 @@
+"""Fixtures for the SAM application's unit tests: handlers loaded from their folders, moto."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sam_helpers import image_bytes, load_handler
+
+
+@pytest.fixture
+def serialize() -> ModuleType:
+    return load_handler("serialize_image")
+
+
+@pytest.fixture
+def classify() -> ModuleType:
+    return load_handler("classify_image")
+
+
+@pytest.fixture
+def filter_fn() -> ModuleType:
+    return load_handler("filter_inferences")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials and region; nothing from the developer's AWS setup or the twin."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name in ("MAX_IMAGE_BYTES", "ENDPOINT_NAME", "CONFIDENCE_THRESHOLD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def moto(aws_env: None) -> Iterator[None]:
+    """moto's in-memory AWS (S3, SageMaker Runtime, Lambda, Step Functions)."""
+    from moto import mock_aws
+
+    with mock_aws(
+        config={
+            "stepfunctions": {"execute_state_machine": True},
+            "lambda": {"use_docker": False},
+        }
+    ):
+        yield
+
+
+@pytest.fixture
+def png() -> bytes:
+    return image_bytes("PNG")

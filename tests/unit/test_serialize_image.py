@@ -1,0 +1,354 @@
+"""SerializeImageFunction against moto's S3: every path, bad inputs included."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import struct
+import zlib
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from sam_helpers import ASCII_GIF, image_bytes, read_event
+
+BUCKET = "scones-images-test"
+
+
+@pytest.fixture
+def s3(moto: None) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def put(s3: Any, key: str, body: bytes) -> dict[str, str]:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return {"s3_bucket": BUCKET, "s3_key": key}
+
+
+# ------------------------------------------------------------------------------ happy paths
+
+
+@pytest.mark.parametrize(
+    ("fmt", "save", "expected"),
+    [
+        ("PNG", {}, "PNG"),
+        ("PNG", {"interlace": 1}, "PNG"),
+        ("JPEG", {"quality": 80}, "JPEG"),
+        ("JPEG", {"progressive": True}, "JPEG"),
+        ("GIF", {}, "GIF"),
+        ("BMP", {}, "BMP"),
+        ("WEBP", {}, "WebP"),
+        ("WEBP", {"lossless": True}, "WebP"),
+    ],
+)
+def test_returns_the_object_bytes_unchanged_as_base64(
+    serialize: ModuleType, s3: Any, fmt: str, save: dict[str, Any], expected: str
+) -> None:
+    data = image_bytes(fmt, (33, 17), **save)
+    event = put(s3, f"incoming/picture.{fmt.lower()}", data)
+
+    result = serialize.lambda_handler(event, None)
+
+    assert set(result) == {"s3_bucket", "s3_key", "image_data", "inferences"}
+    assert result["s3_bucket"] == BUCKET and result["s3_key"] == event["s3_key"]
+    assert base64.b64decode(result["image_data"]) == data
+    assert result["inferences"] == []
+    info = serialize.inspect_image(data)
+    assert (info.format, info.width, info.height) == (expected, 33, 17)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "1", "RGBA", "I;16"])
+def test_png_colour_types_and_depths_pass_the_structural_check(
+    serialize: ModuleType, mode: str
+) -> None:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (21, 9), (10, 200, 30)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        image = image.convert("I;16")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert serialize.inspect_image(buffer.getvalue()).format == "PNG"
+
+
+def test_passes_other_event_keys_through(serialize: ModuleType, s3: Any, png: bytes) -> None:
+    event = {**put(s3, "incoming/a.png", png), "endpoint_name": "ep", "threshold": 0.9}
+    result = serialize.lambda_handler(event, None)
+    assert result["endpoint_name"] == "ep" and result["threshold"] == 0.9
+
+
+def test_the_sample_event_works(serialize: ModuleType, moto: None, png: bytes) -> None:
+    event = read_event("serialize_image.json")
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=event["s3_bucket"])
+    client.put_object(Bucket=event["s3_bucket"], Key=event["s3_key"], Body=png)
+    result = serialize.lambda_handler(event, None)
+    assert base64.b64decode(result["image_data"]) == png
+
+
+def test_the_sample_image_in_the_events_is_a_valid_png(serialize: ModuleType) -> None:
+    data = base64.b64decode(read_event("classify_image.json")["image_data"])
+    assert serialize.inspect_image(data).mime_type == "image/png"
+
+
+def test_url_encoded_keys_from_s3_events_are_decoded_when_needed(
+    serialize: ModuleType, s3: Any, png: bytes
+) -> None:
+    put(s3, "incoming/my bike.png", png)
+    result = serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": "incoming/my+bike.png"}, None)
+    assert base64.b64decode(result["image_data"]) == png
+
+
+def test_logs_carry_no_image_data(
+    serialize: ModuleType, s3: Any, png: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    result = serialize.lambda_handler(put(s3, "incoming/a.png", png), None)
+    assert caplog.records, "the handler logs what it did"
+    for record in caplog.records:
+        assert result["image_data"] not in str(record.__dict__)
+
+
+def test_the_s3_client_is_created_once(serialize: ModuleType, s3: Any, png: bytes) -> None:
+    event = put(s3, "incoming/a.png", png)
+    serialize.lambda_handler(event, None)
+    first = serialize.s3_client()
+    serialize.lambda_handler(event, None)
+    assert serialize.s3_client() is first
+
+
+# ------------------------------------------------------------------------------ bad events
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (None, "must be a JSON object"),
+        ([], "must be a JSON object"),
+        ({}, "missing s3_bucket, s3_key"),
+        ({"s3_bucket": BUCKET}, "missing s3_key"),
+        ({"s3_bucket": "", "s3_key": "incoming/a.png"}, "s3_bucket must be a non-empty string"),
+        ({"s3_bucket": BUCKET, "s3_key": 7}, "s3_key must be a non-empty string"),
+        ({"s3_bucket": BUCKET, "s3_key": "incoming/"}, "names a folder"),
+    ],
+)
+def test_bad_events_raise_invalid_event_error(
+    serialize: ModuleType, s3: Any, event: Any, message: str
+) -> None:
+    with pytest.raises(serialize.InvalidEventError, match=message):
+        serialize.lambda_handler(event, None)
+
+
+def test_missing_key_raises_image_not_found(serialize: ModuleType, s3: Any) -> None:
+    with pytest.raises(serialize.ImageNotFoundError, match="does not exist"):
+        serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": "incoming/nope.png"}, None)
+
+
+def test_missing_bucket_raises_image_not_found(serialize: ModuleType, s3: Any) -> None:
+    with pytest.raises(serialize.ImageNotFoundError, match="NoSuchBucket"):
+        serialize.lambda_handler({"s3_bucket": "no-such-bucket-here", "s3_key": "a.png"}, None)
+
+
+def test_access_denied_raises_image_access_denied(serialize: ModuleType, aws_env: None) -> None:
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        with pytest.raises(serialize.ImageAccessDeniedError, match="incoming prefix"):
+            serialize.read_object(client, BUCKET, "private/a.png", 1000)
+
+
+def test_other_s3_errors_are_not_swallowed(serialize: ModuleType, aws_env: None) -> None:
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", "InvalidObjectState", "archived", 403)
+        with pytest.raises(ClientError, match="InvalidObjectState"):
+            serialize.read_object(client, BUCKET, "incoming/a.png", 1000)
+
+
+# ------------------------------------------------------------------------------ not an image
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(width: int, height: int, raw: bytes, *, ihdr: bytes | None = None) -> bytes:
+    header = ihdr or struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _bad_crc(png: bytes) -> bytes:
+    data = bytearray(png)
+    data[29] ^= 0xFF  # inside the IHDR CRC
+    return bytes(data)
+
+
+def _flip_idat_byte(png: bytes) -> bytes:
+    data = bytearray(png)
+    index = png.index(b"IDAT") + 10
+    data[index] ^= 0xFF
+    return bytes(data)
+
+
+NOT_IMAGES = {
+    "empty object": (b"", "empty"),
+    "text file": (b"hello, this is not a picture\n", "not a PNG, JPEG, GIF, BMP or WebP"),
+    "PDF": (b"%PDF-1.7\n1 0 obj\n", "not a PNG, JPEG, GIF, BMP or WebP"),
+    "PNG signature only": (b"\x89PNG\r\n\x1a\n", "truncated"),
+    "PNG cut in half": (None, "truncated"),
+    "PNG with a bad CRC": (None, "CRC"),
+    "PNG with corrupt pixel data": (None, "CRC"),
+    "PNG with too few pixels": (_png(4, 4, b"\x00" * 10), "promises"),
+    "PNG with too many pixels": (_png(1, 1, b"\x00" * 40), "promises"),
+    "PNG 0x0": (_png(0, 0, b""), "implausible size"),
+    "PNG 100000 pixels wide": (_png(100_000, 1, b""), "implausible size"),
+    "PNG bad bit depth": (
+        _png(1, 1, b"\x00\x00\x00\x00", ihdr=struct.pack(">IIBBBBB", 1, 1, 3, 2, 0, 0, 0)),
+        "bit depth",
+    ),
+    "JPEG cut short": (None, "truncated"),
+    "JPEG magic only": (b"\xff\xd8\xff", "truncated"),
+    "GIF header only": (b"GIF89a\x01\x00\x01\x00\x00\x00\x00", "truncated"),
+    "GIF without trailer": (ASCII_GIF[:-1], "truncated"),
+    "BMP cut short": (None, "truncated"),
+    "WebP cut short": (None, "truncated"),
+}
+
+
+def _derived(name: str) -> bytes:
+    png = image_bytes("PNG")
+    if name == "PNG cut in half":
+        return png[: len(png) // 2]
+    if name == "PNG with a bad CRC":
+        return _bad_crc(png)
+    if name == "PNG with corrupt pixel data":
+        return _flip_idat_byte(png)
+    if name == "JPEG cut short":
+        jpeg = image_bytes("JPEG")
+        return jpeg[: len(jpeg) - 10]
+    if name == "BMP cut short":
+        bmp = image_bytes("BMP")
+        return bmp[:-1]
+    if name == "WebP cut short":
+        webp = image_bytes("WEBP")
+        return webp[: len(webp) // 2]
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMAGES))
+def test_objects_that_are_not_valid_images_raise_not_an_image(
+    serialize: ModuleType, s3: Any, name: str
+) -> None:
+    data, message = NOT_IMAGES[name]
+    body = _derived(name) if data is None else data
+    event = put(s3, "incoming/suspect.png", body)
+    with pytest.raises(serialize.NotAnImageError, match=message) as caught:
+        serialize.lambda_handler(event, None)
+    assert "s3://scones-images-test/incoming/suspect.png" in str(caught.value)
+
+
+def test_a_png_that_pillow_rejects_is_rejected_too(serialize: ModuleType) -> None:
+    import io
+
+    from PIL import Image
+
+    broken = _flip_idat_byte(image_bytes("PNG"))
+    with pytest.raises(Exception):  # noqa: B017 - Pillow raises several kinds
+        Image.open(io.BytesIO(broken)).load()
+    with pytest.raises(serialize.NotAnImageError):
+        serialize.inspect_image(broken)
+
+
+# ------------------------------------------------------------------------------ size limits
+
+
+def test_default_limit_keeps_the_base64_under_the_state_payload_limit(
+    serialize: ModuleType,
+) -> None:
+    assert serialize.max_image_bytes({}) == 150_000
+    assert serialize.HARD_MAX_IMAGE_BYTES * 4 / 3 <= 256 * 1024 - 8 * 1024
+    assert 150_000 * 4 / 3 < 256 * 1024
+
+
+def test_too_large_is_refused_before_download(
+    serialize: ModuleType, s3: Any, png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_IMAGE_BYTES", str(len(png) - 1))
+    event = put(s3, "incoming/a.png", png)
+    with pytest.raises(serialize.ImageTooLargeError, match=f"is {len(png)} bytes, over the limit"):
+        serialize.lambda_handler(event, None)
+
+
+def test_an_image_at_the_limit_is_accepted(
+    serialize: ModuleType, s3: Any, png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_IMAGE_BYTES", str(len(png)))
+    assert serialize.lambda_handler(put(s3, "incoming/a.png", png), None)["image_data"]
+
+
+def test_a_body_longer_than_its_content_length_is_still_refused(serialize: ModuleType) -> None:
+    class Body:
+        def read(self, amount: int) -> bytes:
+            return b"x" * amount
+
+        def close(self) -> None:
+            pass
+
+    class FakeS3:
+        def get_object(self, **_: Any) -> dict[str, Any]:
+            return {"ContentLength": 10, "Body": Body()}
+
+    with pytest.raises(serialize.ImageTooLargeError):
+        serialize.read_object(FakeS3(), BUCKET, "incoming/a.png", 100)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "not an integer"),
+        ("0", "between 1 and"),
+        ("-5", "between 1 and"),
+        ("300000", "256 KiB"),
+    ],
+)
+def test_bad_max_image_bytes_raises_configuration_error(
+    serialize: ModuleType,
+    s3: Any,
+    png: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("MAX_IMAGE_BYTES", value)
+    with pytest.raises(serialize.ConfigurationError, match=message):
+        serialize.lambda_handler(put(s3, "incoming/a.png", png), None)
+
+
+def test_every_error_is_a_distinct_named_class(serialize: ModuleType) -> None:
+    names = {
+        cls.__name__
+        for cls in (
+            serialize.InvalidEventError,
+            serialize.ImageNotFoundError,
+            serialize.ImageAccessDeniedError,
+            serialize.NotAnImageError,
+            serialize.ImageTooLargeError,
+            serialize.ConfigurationError,
+        )
+    }
+    assert len(names) == 6
