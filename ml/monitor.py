@@ -35,6 +35,7 @@ from ml.monitor_capture import (
 from ml.monitor_report import (
     BUCKETS,
     Collector,
+    Figures,
     InferenceCsv,
     ParseError,
     ReportContext,
@@ -86,6 +87,7 @@ class MonitorResult:
     classes_from: str
     written: list[Path] = field(default_factory=list)
     alert: str | None = None
+    figures: Figures | None = None
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
@@ -345,13 +347,13 @@ def run_monitor(
         max_review_rate=options.max_review_rate,
         generated=datetime.now(UTC),
     )
-    written = write_report(output, collector, context, bucket=options.bucket, alert=alert)
+    figures, written = write_report(output, collector, context, bucket=options.bucket, alert=alert)
     written = [output / "inferences.csv", output / "parse_errors.csv", *written]
     log.info(
         "monitor report written",
         extra={"records": collector.count, "errors": collector.errors_total, "output": str(output)},
     )
-    return MonitorResult(collector, classes, classes_from, written, alert)
+    return MonitorResult(collector, classes, classes_from, written, alert, figures)
 
 
 DESCRIPTION = """\

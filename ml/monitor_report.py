@@ -174,6 +174,10 @@ class Figures:
     """PNG bytes of every figure, by file name, in the order they appear in the report."""
 
     pngs: dict[str, tuple[str, bytes]]  # file name -> (title, png bytes)
+    bucket: str = "1h"
+    # what the bar charts show, per time bucket: start (POSIX s), requests, below threshold,
+    # and per class the predictions of that class
+    series: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _bucketize(times: Any, width_s: float) -> tuple[Any, Any]:
@@ -354,7 +358,16 @@ def draw_figures(
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"requests per {per}")
     finish(fig, "request_volume.png", f"Captured requests per {per}", ax)
-    return Figures(pngs)
+    series: dict[str, list[float]] = {
+        "bucket_start": starts.tolist(),
+        "volume": volume.tolist(),
+        "below_threshold": below.tolist(),
+    }
+    for k, name in enumerate(classes):
+        series[f"class {name}"] = np.bincount(
+            index, weights=(labels == k), minlength=n_buckets
+        ).tolist()
+    return Figures(pngs, bucket, series)
 
 
 @dataclass(frozen=True)
@@ -387,7 +400,13 @@ def summary_rows(collector: Collector, context: ReportContext) -> list[tuple[str
         ("source", context.source),
         ("records", f"{n:,} from {collector.files_read:,} files"),
         ("window (records)", f"{_fmt_time(min(times))} to {_fmt_time(max(times))}" if n else "-"),
-        ("window (requested)", f"{_fmt_time(context.since)} to {_fmt_time(context.until)}"),
+        (
+            "window (requested)",
+            f"{_fmt_time(context.since) if context.since else 'start'} to "
+            f"{_fmt_time(context.until) if context.until else 'end'}"
+            if context.since or context.until
+            else "all records",
+        ),
         ("outside the window", f"{collector.outside_window:,}"),
     ]
     for (endpoint, variant), count in sorted(collector.per_source.items()):
@@ -492,8 +511,8 @@ def write_report(
     *,
     bucket: str = "auto",
     alert: str | None = None,
-) -> list[Path]:
-    """Write the PNG figures and ``report.html`` into ``output``; return the paths written."""
+) -> tuple[Figures, list[Path]]:
+    """Write the PNG figures and ``report.html`` into ``output``; return them and the paths."""
     figures = draw_figures(
         collector, context.classes, bucket=bucket, max_review_rate=context.max_review_rate
     )
@@ -505,4 +524,4 @@ def write_report(
     report = output / "report.html"
     report.write_text(render_html(collector, context, figures, alert), encoding="utf-8")
     written.append(report)
-    return written
+    return figures, written

@@ -1,0 +1,161 @@
+"""The report: figures from the records, a self-contained page, and a real browser loading it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from monitor_helpers import make_record, write_capture
+from PIL import Image
+
+from ml.monitor import MonitorOptions, run_monitor
+
+FIGURES = (
+    "confidence_over_time.png",
+    "confidence_histogram.png",
+    "class_mix.png",
+    "review_rate.png",
+    "request_volume.png",
+)
+DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*data-file="([^"]+)"')
+
+
+@pytest.fixture
+def real_report(real_captures: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    options = MonitorOptions(
+        source=str(real_captures),
+        output=tmp_path / "report",
+        classes=["bicycle", "motorcycle"],
+        classes_from="--classes",
+        max_review_rate=0.25,
+        progress=False,
+    )
+    return run_monitor(options)
+
+
+def test_figures_show_the_real_records(real_report) -> None:  # type: ignore[no-untyped-def]
+    figures = real_report.figures
+    assert figures.bucket == "1h"  # 14:05 on Oct 15 to 09:37 on Oct 16: 20 hourly bars
+    series = figures.series
+    starts = [datetime.fromtimestamp(s, UTC) for s in series["bucket_start"]]
+    assert starts[0] == datetime(2024, 10, 15, 14, tzinfo=UTC)
+    assert starts[-1] == datetime(2024, 10, 16, 9, tzinfo=UTC)
+    assert len(starts) == 20
+    busy = {i: v for i, v in enumerate(series["volume"]) if v}
+    assert busy == {0: 2, 19: 20}
+    assert series["below_threshold"][0] == 0 and series["below_threshold"][19] == 7
+    assert series["class bicycle"][0] == 2 and series["class motorcycle"][0] == 0
+    assert series["class bicycle"][19] + series["class motorcycle"][19] == 20
+    assert series["class bicycle"][19] == 7  # 9 bicycles in all, 2 of them on Oct 15
+
+
+def test_report_is_self_contained_and_embeds_every_figure(real_report) -> None:  # type: ignore[no-untyped-def]
+    out = real_report.written[0].parent
+    page = (out / "report.html").read_text()
+    embedded = dict((name, base64.b64decode(data)) for data, name in DATA_URI.findall(page))
+    assert list(embedded) == list(FIGURES)
+    for name, png in embedded.items():
+        assert png == (out / name).read_bytes()
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.size == (900, 360)
+            colors = image.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colors is None or len(colors) > 20, f"{name} looks blank"
+    assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load anything"
+    summary = page[page.index('<table id="summary">') :]
+    for text in (
+        "22 from 12 files",
+        "predicted bicycle</th><td>9 (40.9%)",
+        "predicted motorcycle</th><td>13 (59.1%)",
+        "31.8% (7 below 0.93)",
+        "0 of 22 records",
+        "2024-10-15 14:05:12 UTC to 2024-10-16 09:37:02 UTC",
+    ):
+        assert text in summary, text
+    assert 'class="alert"' in page and "exceeds --max-review-rate 25.0%" in page
+
+
+def test_report_escapes_what_it_shows(tmp_path: Path) -> None:
+    folder = tmp_path / "<script>alert(1)</script>"
+    write_capture(folder / "a.jsonl", [make_record(), "<b>not json</b>"])
+    result = run_monitor(MonitorOptions(source=str(folder), output=tmp_path / "o", progress=False))
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "<script>" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in page
+    assert result.collector.errors_total == 1
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var out = document.createElement("pre");
+  out.id = "img-check";
+  out.textContent = "IMAGES " + Array.from(document.images).map(function (img) {
+    return img.complete && img.naturalWidth > 0 ? img.naturalWidth + "x" + img.naturalHeight : "broken";
+  }).join(",") + " END";
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def render_in_chromium(page: Path, tmp_path: Path) -> str:
+    """Load ``page`` plus an image check in headless Chromium; return the ``IMAGES ... END`` text."""
+    binary = _chromium()
+    if binary is None:
+        if os.environ.get("SCONES_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(
+                "SCONES_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install -y chromium)"
+            )
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium); the browser check needs it"
+        )
+    checked = tmp_path / "checked.html"
+    checked.write_text(page.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    command = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000",
+        "--dump-dom", checked.as_uri(),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        dom, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("chromium did not finish rendering the report within 90 s")
+    match = re.search(r"IMAGES (.*?) END", dom)
+    assert match, f"chromium rendered no image check (exit {proc.returncode}): {err[-800:]}"
+    return match.group(1)
+
+
+def test_report_figures_load_in_a_real_browser(real_report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = real_report.written[0].parent / "report.html"
+    assert render_in_chromium(page, tmp_path) == ",".join(["900x360"] * len(FIGURES))
+
+
+def test_browser_check_sees_a_broken_figure(real_report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = real_report.written[0].parent / "report.html"
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        page.read_text().replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1)
+    )
+    assert render_in_chromium(broken, tmp_path).split(",")[0] == "broken"

@@ -1,0 +1,154 @@
+"""``scones monitor s3://...`` against moto's S3 (mock_aws: no network)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from monitor_helpers import make_record
+from moto import mock_aws
+
+from ml.monitor import EXIT_OK, EXIT_SOURCE, MonitorOptions, run_monitor
+
+BUCKET = "scones-images-local"
+Cli = Callable[..., int]
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def put(client: Any, key: str, records: list[dict[str, Any]]) -> None:
+    body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+    client.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_real_captures_uploaded_in_sagemaker_layout(
+    s3: Any, real_captures: Path, tmp_path: Path, monitor_cli: Cli
+) -> None:
+    for path in sorted(real_captures.glob("*.jsonl")):
+        first = json.loads(path.read_text().splitlines()[0])
+        hour = datetime.fromisoformat(first["eventMetadata"]["inferenceTime"])
+        key = f"data_capture/scones-image-classifier/AllTraffic/{hour:%Y/%m/%d/%H}/{path.name}"
+        s3.upload_file(str(path), BUCKET, key)
+    s3.put_object(Bucket=BUCKET, Key="data_capture/README.txt", Body=b"not a capture")
+    put(s3, "data_capture_old/x/AllTraffic/2024/10/16/09/00-00-000-x.jsonl", [make_record()])
+    out = tmp_path / "o"
+    assert monitor_cli(f"s3://{BUCKET}/data_capture", "-o", str(out)) == EXIT_OK
+    rows = read_csv(out / "inferences.csv")
+    assert len(rows) == 22
+    assert {(r["endpoint"], r["variant"]) for r in rows} == {
+        ("scones-image-classifier", "AllTraffic")
+    }
+    assert all(
+        r["source"].startswith(f"s3://{BUCKET}/data_capture/scones-image-classifier/") for r in rows
+    )
+    assert sum(r["passed_threshold"] == "false" for r in rows) == 7
+
+
+def test_window_prunes_hour_folders_and_unreadable_objects_are_reported(
+    s3: Any, tmp_path: Path
+) -> None:
+    base = "data_capture/ep/AllTraffic/2026/11/27"
+    for hour in range(6, 14):
+        put(
+            s3,
+            f"{base}/{hour:02d}/00-00-000-{hour}.jsonl",
+            [
+                make_record(time=f"2026-11-27T{hour:02d}:10:00Z", event_id=f"h{hour}"),
+            ],
+        )
+    fetched: list[str] = []
+
+    class CountingClient:
+        def __init__(self) -> None:
+            self._client = boto3.client("s3", region_name="us-east-1")
+
+        def get_paginator(self, name: str) -> Any:
+            return self._client.get_paginator(name)
+
+        def get_object(self, **kwargs: Any) -> Any:
+            fetched.append(kwargs["Key"])
+            if kwargs["Key"].endswith("-11.jsonl"):
+                raise self._client.exceptions.NoSuchKey(
+                    {"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject"
+                )
+            return self._client.get_object(**kwargs)
+
+    options = MonitorOptions(
+        source=f"s3://{BUCKET}/data_capture",
+        output=tmp_path / "o",
+        since=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
+        until=datetime(2026, 11, 27, 12, 0, tzinfo=UTC),
+        progress=False,
+    )
+    result = run_monitor(options, s3_client=CountingClient)
+    # hours 08..12 may hold records of 09:00-12:00 (one hour of slack each way); 06, 07, 13 are skipped
+    assert sorted(int(k.rsplit("-", 1)[1].removesuffix(".jsonl")) for k in fetched) == [
+        8,
+        9,
+        10,
+        11,
+        12,
+    ]
+    rows = read_csv(tmp_path / "o" / "inferences.csv")
+    assert [r["event_id"] for r in rows] == ["h9", "h10"]
+    assert result.collector.outside_window == 2  # h8 and h12
+    errors = read_csv(tmp_path / "o" / "parse_errors.csv")
+    assert len(errors) == 1 and errors[0]["line"] == "0"
+    assert errors[0]["file"].endswith("-11.jsonl") and "NoSuchKey" in errors[0]["error"]
+
+
+def test_missing_bucket_exit_4(
+    s3: Any, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert monitor_cli("s3://no-such-bucket/data_capture", "-o", str(tmp_path / "o")) == EXIT_SOURCE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "scones monitor: cannot list s3://no-such-bucket/data_capture: NoSuchBucket"
+    )
+    assert "\n" not in err
+
+
+def test_unreachable_s3_exit_4(
+    tmp_path: Path,
+    monitor_cli: Cli,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a loopback port nothing listens on: what a user sees when the twin is not up
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert monitor_cli(f"s3://{BUCKET}/data_capture", "-o", str(tmp_path / "o")) == EXIT_SOURCE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"scones monitor: cannot list s3://{BUCKET}/data_capture: Could not connect"
+    )
