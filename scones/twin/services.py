@@ -568,7 +568,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="print shell exports that point boto3 / the AWS CLI at the twin",
         formatter_class=fmt,
         description=(
-            "Print `export` lines: local credentials, region and AWS_ENDPOINT_URL_* for S3,\n"
+            "Print `export` lines that point at the offline twin: local credentials, region\n"
+            "and AWS_ENDPOINT_URL_* for S3,\n"
             "Step Functions, Lambda and SageMaker Runtime, plus SCONES_BUCKET,\n"
             "SCONES_STATE_MACHINE_ARN and SCONES_ENDPOINT_NAME once `scones deploy --local` ran.\n\n"
             'Usage: eval "$(scones env)"'
