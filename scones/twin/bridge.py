@@ -269,11 +269,14 @@ def execution_name(obj: S3Object) -> str:
     return f"{stem}-{digest}"
 
 
-def start_for_object(sfn: Any, config: BridgeConfig, obj: S3Object) -> tuple[str | None, bool]:
+def start_for_object(
+    sfn: Any, config: BridgeConfig, obj: S3Object, name_suffix: str = ""
+) -> tuple[str | None, bool]:
     """Start (or find) the execution for ``obj``; return (execution ARN or None, newly started).
 
     None means no rule matches the object. An existing execution of the same name (started by
-    the bridge or ``scones classify``) is returned, not started again.
+    the bridge or ``scones classify``) is returned, not started again. A ``name_suffix`` gives a
+    fresh name, so the object runs again.
     """
     event = s3_event(obj, config.region)
     for index, rule in enumerate(config.rules):
@@ -281,6 +284,8 @@ def start_for_object(sfn: Any, config: BridgeConfig, obj: S3Object) -> tuple[str
             continue
         payload = execution_input(rule, event, str(rule.get("name") or f"rule{index}"))
         name = execution_name(obj)
+        if name_suffix:
+            name = f"{name[: 79 - len(name_suffix)]}-{name_suffix}"
         try:
             arn = sfn.start_execution(
                 stateMachineArn=config.state_machine_arn, name=name, input=payload

@@ -155,7 +155,9 @@ def default_model(settings: Settings) -> Path:
     return settings.home / "model" / "model.tar.gz"
 
 
-def deploy_local(settings: Settings, model: Path | None) -> dict[str, Any]:
+def deploy_local(
+    settings: Settings, model: Path | None, parameter_overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Deploy template.yaml + samconfig.toml + the model to the twin; return deployed.json's data."""
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -163,7 +165,9 @@ def deploy_local(settings: Settings, model: Path | None) -> dict[str, Any]:
     from scones.twin.endpoint_registry import register_endpoint
     from scones.twin.template import read_app
 
-    app = read_app(settings.project_root, region=settings.region)
+    app = read_app(
+        settings.project_root, region=settings.region, parameter_overrides=parameter_overrides
+    )
     lambda_runtime.merge_environments({f.logical_id: f.environment for f in app.functions.values()})
     model_path = (model or default_model(settings)).expanduser().resolve()
     if not model_path.is_file():
@@ -212,11 +216,20 @@ def deploy_local(settings: Settings, model: Path | None) -> dict[str, Any]:
             state_machine_arn=machine_arn,
             region=settings.region,
             rules=rules,
-            since=bridge.deployed_since(),
+            since=_keep_since(bridge.read_config(settings), app.bucket, app.incoming_prefix),
         ),
     )
     _write_json(settings.deployed_file, deployed)
     return deployed
+
+
+def _keep_since(previous: Any, bucket: str, prefix: str) -> datetime:
+    """A redeploy keeps watching from the first deploy (uploads in between are not lost)."""
+    from scones.twin import bridge
+
+    if previous is not None and (previous.bucket, previous.prefix) == (bucket, prefix):
+        return previous.since  # type: ignore[no-any-return]
+    return bridge.deployed_since()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -452,9 +465,14 @@ def classify(
     concurrency: int = 32,
     timeout_s: float = 600.0,
     progress: bool = True,
+    rerun: bool = False,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> ClassifyReport:
-    """Run one execution per image under ``source`` (s3://bucket/prefix or a local folder)."""
+    """Run one execution per image under ``source`` (s3://bucket/prefix or a local folder).
+
+    Each object version runs once: an execution that already exists for it (started by the
+    bridge or an earlier classify) is reported, not repeated, unless ``rerun`` is set.
+    """
     from botocore.exceptions import EndpointConnectionError
     from tqdm import tqdm
 
@@ -500,6 +518,7 @@ def classify(
             or [{"name": "classify", "pattern": {}}],
             since=config.since,
         )
+        suffix = uuid.uuid4().hex[:8] if rerun else ""
         pending = list(objects)
         in_flight: dict[str, tuple[str, float]] = {}
         with tqdm(
@@ -508,7 +527,7 @@ def classify(
             while pending or in_flight:
                 while pending and len(in_flight) < concurrency:
                     obj = pending.pop(0)
-                    arn, _ = bridge.start_for_object(sfn, run_config, obj)
+                    arn, _ = bridge.start_for_object(sfn, run_config, obj, suffix)
                     if arn is None:  # cannot happen: the pattern is empty
                         raise CommandError(f"no rule matches s3://{bucket}/{obj.key}")
                     in_flight[arn] = (obj.key, time.monotonic())
@@ -620,7 +639,10 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         )
         return 0
     settings = Settings.from_env()
-    deployed = deploy_local(settings, Path(args.model) if args.model else None)
+    from scones.twin.template import parse_parameter_overrides
+
+    overrides = parse_parameter_overrides(args.parameter_overrides)
+    deployed = deploy_local(settings, Path(args.model) if args.model else None, overrides)
     print(f"deployed stack {deployed['stack_name']} to the offline twin ({settings.deployed_file})")
     for logical_id, arn in deployed["functions"].items():
         print(f"  function       {logical_id:<28} {arn}")
@@ -674,6 +696,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         progress=not args.json and sys.stderr.isatty() or args.progress,
+        rerun=args.rerun,
     )
     if args.json:
         _print_json(report.to_json())
@@ -717,6 +740,8 @@ image ended: classified (per class name from the model's classes.json), sent to 
 A local folder's images (.png .jpg .jpeg .gif .bmp .webp) are uploaded first under
 <incoming prefix><run-id>/ in the deployed bucket. The S3 bridge sees those uploads too; both
 start the execution under the same deterministic name, so each image runs exactly once.
+For an s3:// source, images that already ran (same key and ETag) report that execution's
+result; --rerun runs them again (e.g. after deploying a new model).
 """
 
 
@@ -736,6 +761,12 @@ def register(subparsers: Any) -> None:
         "--model",
         metavar="PATH",
         help="model.tar.gz to serve (default: $SCONES_HOME/model/model.tar.gz)",
+    )
+    p.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="template parameters, as for `sam deploy` (win over samconfig.toml)",
     )
     p.set_defaults(func=_guarded(_cmd_deploy))
 
@@ -786,6 +817,11 @@ def register(subparsers: Any) -> None:
         help="seconds one execution may run (default: %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run images again that already ran (default: report their earlier execution)",
+    )
     p.add_argument(
         "--progress",
         action="store_true",

@@ -447,6 +447,10 @@ def _parameters(template: dict[str, Any], overrides: dict[str, str]) -> dict[str
                 f"parameter {name} has no Default and no override in samconfig.toml"
             )
         value = str(value) if not isinstance(value, bool) else str(value).lower()
+        pattern = spec.get("AllowedPattern")
+        if pattern and not re.fullmatch(str(pattern), value):
+            hint = spec.get("ConstraintDescription") or f"it must match {pattern}"
+            raise TemplateError(f"parameter {name}={value!r} is not valid: {hint}")
         allowed = spec.get("AllowedValues")
         if allowed and value not in [str(a) for a in allowed]:
             raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
@@ -593,14 +597,19 @@ def read_app(
     template_name: str = "template.yaml",
     config_env: str = "default",
     stack_name: str | None = None,
+    parameter_overrides: dict[str, str] | None = None,
 ) -> TwinApp:
-    """Read the SAM app under ``project_root`` as ``sam deploy`` with samconfig.toml would."""
+    """Read the SAM app under ``project_root`` as ``sam deploy`` with samconfig.toml would.
+
+    ``parameter_overrides`` (like ``sam deploy --parameter-overrides``) win over samconfig.toml.
+    """
     template_path = project_root / template_name
     template = load_template(template_path)
     config = load_samconfig(project_root / "samconfig.toml", config_env)
     stack = stack_name or config.stack_name or "scones"
     resolver = _Resolver(template, {}, stack, region)
-    resolver.parameters = _parameters(template, config.parameter_overrides)
+    overrides = {**config.parameter_overrides, **(parameter_overrides or {})}
+    resolver.parameters = _parameters(template, overrides)
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
 
     functions: dict[str, FunctionSpec] = {}
