@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[2]
 FUNCTIONS = PROJECT / "functions"
@@ -92,3 +94,77 @@ def sam_executable() -> str:
     if not (Path(candidate).is_file() or shutil.which(candidate)):
         pytest.fail(f"AWS SAM CLI not found at {candidate}: run `make install-sam` to install it")
     return candidate
+
+
+# ------------------------------------------------------------------------------ template
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that turns CloudFormation short tags (!Ref, !Sub, ...) into their long form."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """``template.yaml`` as plain data, short tags in their long form."""
+    data: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506
+    return data
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``${Name}`` placeholders in an ASL definition."""
+    return set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text))
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Replace every ``${Name}`` as CloudFormation's DefinitionSubstitutions would."""
+    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda match: values[match.group(1)], text)
+
+
+PLAUSIBLE_SUBSTITUTIONS = {
+    "SerializeImageFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:scones-SerializeImage",
+    "ClassifyImageFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:scones-ClassifyImage",
+    "FilterInferencesFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:scones-FilterInferences",
+    "EndpointName": "scones-image-classifier",
+    "ConfidenceThreshold": "0.93",
+}
+
+
+def policy_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inline statements of a function's ``Policies`` (SAM policy templates skipped)."""
+    statements: list[dict[str, Any]] = []
+    for policy in function.get("Properties", {}).get("Policies", []) or []:
+        if isinstance(policy, dict) and "Statement" in policy:
+            statements.extend(policy["Statement"])
+    return statements
+
+
+def wildcard_grants(statements: list[dict[str, Any]], services: tuple[str, ...]) -> list[str]:
+    """Actions of ``services`` granted on ``Resource: "*"`` (or an ARN that is only ``*``)."""
+    found = []
+    for statement in statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement.get("Resource", [])
+        resources = [resources] if not isinstance(resources, list) else resources
+        risky = [a for a in actions if a == "*" or a.split(":")[0] in services]
+        if risky and any(r == "*" for r in resources):
+            found.extend(risky)
+    return found

@@ -1,0 +1,91 @@
+"""The template through the real tools, offline: `sam validate --lint`, cfn-lint and `sam build`.
+
+SAM comes from ``$SCONES_SAM`` or ``.venv/sam/bin/sam`` (``make install-sam``); cfn-lint from the
+project venv. None of these calls needs the network or Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sam_helpers import HANDLERS, PROJECT, sam_executable
+
+PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
+
+
+def sam_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for the SAM CLI: no telemetry, a home of its own, the pyenv interpreters.
+
+    ``sam build`` for python3.12/3.13 needs that interpreter on PATH; pyenv provides them when
+    installed (``PYENV_VERSION`` lists the versions to expose).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(SAM_CLI_TELEMETRY="0", HOME=str(tmp_path / "home"), SAM_CLI_CONTEXT="unit-tests")
+    env["AWS_DEFAULT_REGION"] = "us-east-1"
+    if (PYENV / "shims").is_dir():
+        env["PATH"] = f"{PYENV / 'shims'}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("PYENV_VERSION", "3.11.7:3.12.1:3.13.0")
+    return env
+
+
+def run(
+    command: list[str], tmp_path: Path, cwd: Path = PROJECT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=cwd, env=sam_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_sam_validate_lint(tmp_path: Path) -> None:
+    result = run(
+        [sam_executable(), "validate", "--lint", "--template-file", "template.yaml"], tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    text = (PROJECT / "template.yaml").read_text()
+    broken.write_text(
+        text.replace("!GetAtt ClassifyImageFunction.Arn", "!GetAtt NoSuchFunction.Arn")
+    )
+    result = run([sam_executable(), "validate", "--lint", "--template-file", str(broken)], tmp_path)
+    assert result.returncode != 0
+
+
+def test_cfn_lint(tmp_path: Path) -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    if not cfn_lint.exists():
+        pytest.fail(f"cfn-lint not found at {cfn_lint}: run `make install`")
+    result = run([str(cfn_lint), "template.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_build_without_containers(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    result = run(
+        [
+            sam_executable(),
+            "build",
+            "--template-file",
+            str(PROJECT / "template.yaml"),
+            "--build-dir",
+            str(build),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-cached",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (build / "template.yaml").is_file()
+    for logical_id, folder in HANDLERS.items():
+        built = build / logical_id / "app.py"
+        assert built.read_text() == (PROJECT / "functions" / folder / "app.py").read_text()
+    shutil.rmtree(build)

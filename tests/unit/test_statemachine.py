@@ -1,0 +1,306 @@
+"""The ASL: statelint, structure, Retry/Catch rules, and real executions in moto's interpreter
+with Lambda bound to our handlers in-process."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from sam_helpers import (
+    ASCII_GIF,
+    ASL,
+    HANDLERS,
+    PLAUSIBLE_SUBSTITUTIONS,
+    load_handler,
+    queue_endpoint_results,
+    substitute,
+)
+
+LAMBDA_TRANSIENT = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+#: Our errors that retrying cannot fix.
+PERMANENT = {
+    "InvalidEventError",
+    "ConfigurationError",
+    "ImageNotFoundError",
+    "ImageAccessDeniedError",
+    "NotAnImageError",
+    "ImageTooLargeError",
+    "EndpointError",
+    "MalformedInferenceError",
+    "LowConfidenceError",
+}
+TASK_FUNCTIONS = {
+    "SerializeImage": "SerializeImageFunction",
+    "ClassifyImage": "ClassifyImageFunction",
+    "FilterInferences": "FilterInferencesFunction",
+}
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ASL.read_text())
+    return data
+
+
+def named_errors(module: ModuleType) -> set[str]:
+    """The exception classes a handler module defines (the names it can fail with)."""
+    return {
+        name
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__
+    }
+
+
+def targets(state: dict[str, Any]) -> list[str]:
+    found = [state[k] for k in ("Next", "Default") if k in state]
+    found += [choice["Next"] for choice in state.get("Choices", [])]
+    found += [catch["Next"] for catch in state.get("Catch", [])]
+    return found
+
+
+# ------------------------------------------------------------------------------ static checks
+
+
+def test_statelint_accepts_the_substituted_definition(tmp_path: Path) -> None:
+    statelint = Path(sys.executable).with_name("statelint")
+    if not statelint.exists():
+        pytest.fail(f"statelint not found at {statelint}: run `make install`")
+    definition = tmp_path / "definition.json"
+    definition.write_text(substitute(ASL.read_text(), PLAUSIBLE_SUBSTITUTIONS))
+    result = subprocess.run(
+        [str(statelint), str(definition)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_statelint_rejects_a_broken_definition(tmp_path: Path, asl: dict[str, Any]) -> None:
+    broken = json.loads(substitute(ASL.read_text(), PLAUSIBLE_SUBSTITUTIONS))
+    broken["States"]["SerializeImage"]["Next"] = "NoSuchState"
+    definition = tmp_path / "definition.json"
+    definition.write_text(json.dumps(broken))
+    statelint = Path(sys.executable).with_name("statelint")
+    result = subprocess.run(
+        [str(statelint), str(definition)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+
+
+def test_jsonpath_only(asl: dict[str, Any]) -> None:
+    text = ASL.read_text()
+    assert "JSONata" not in text and '"Assign"' not in text and "{%" not in text
+
+
+def test_every_target_exists_and_every_state_is_reachable(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    assert asl["StartAt"] in states
+    for name, state in states.items():
+        for target in targets(state):
+            assert target in states, f"{name} -> {target} does not exist"
+    reachable, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in reachable:
+            reachable.add(name)
+            todo.extend(targets(states[name]))
+    assert reachable == set(states)
+
+
+def test_the_flow_is_serialize_classify_filter(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    assert states["SerializeImage"]["Next"] == "ClassifyImage"
+    assert states["ClassifyImage"]["Next"] == "FilterInferences"
+    assert states["FilterInferences"].get("End") is True
+
+
+@pytest.mark.parametrize("task", sorted(TASK_FUNCTIONS))
+def test_tasks_use_the_lambda_invoke_form(asl: dict[str, Any], task: str) -> None:
+    state = asl["States"][task]
+    assert state["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert state["Parameters"] == {
+        "FunctionName": f"${{{TASK_FUNCTIONS[task]}Arn}}",
+        "Payload.$": "$",
+    }
+    assert state["OutputPath"] == "$.Payload"
+
+
+@pytest.mark.parametrize("task", sorted(TASK_FUNCTIONS))
+def test_retry_only_transient_errors_with_backoff(asl: dict[str, Any], task: str) -> None:
+    retried: set[str] = set()
+    for retrier in asl["States"][task]["Retry"]:
+        retried.update(retrier["ErrorEquals"])
+        assert retrier["BackoffRate"] > 1 and retrier["MaxAttempts"] >= 2
+    assert retried >= LAMBDA_TRANSIENT
+    assert not retried & PERMANENT, f"{task} retries permanent errors {retried & PERMANENT}"
+    assert "States.ALL" not in retried
+    if task == "ClassifyImage":
+        assert "EndpointUnavailableError" in retried
+
+
+def _ends_in_fail(asl: dict[str, Any], start: str) -> dict[str, Any]:
+    state = asl["States"][start]
+    seen = 0
+    while state["Type"] != "Fail":
+        assert state["Type"] == "Pass" and seen < 5, f"{start} does not lead to a Fail state"
+        state = asl["States"][state["Next"]]
+        seen += 1
+    return state
+
+
+@pytest.mark.parametrize("task", sorted(TASK_FUNCTIONS))
+def test_every_named_error_is_caught_into_its_own_fail_state(
+    asl: dict[str, Any], task: str
+) -> None:
+    module = load_handler(HANDLERS[TASK_FUNCTIONS[task]])
+    catches = asl["States"][task]["Catch"]
+    assert catches[-1]["ErrorEquals"] == ["States.ALL"], "States.ALL must come last"
+    for error in named_errors(module):
+        catcher = next((c for c in catches if error in c["ErrorEquals"]), None)
+        assert catcher is not None, f"{task} does not catch {error}"
+        fail = _ends_in_fail(asl, catcher["Next"])
+        assert fail.get("Error") == error or (
+            fail.get("ErrorPath") == "$.Error" and error in catcher["ErrorEquals"]
+        ), f"{error} from {task} ends as {fail}"
+        assert "CausePath" in fail, "the Fail state keeps the cause"
+
+
+def test_low_confidence_is_recorded_for_review_then_fails(asl: dict[str, Any]) -> None:
+    catcher = next(
+        c
+        for c in asl["States"]["FilterInferences"]["Catch"]
+        if "LowConfidenceError" in c["ErrorEquals"]
+    )
+    review = asl["States"][catcher["Next"]]
+    assert review["Type"] == "Pass"
+    assert "image_data" not in json.dumps(review["Parameters"])
+    assert _ends_in_fail(asl, catcher["Next"])["Error"] == "LowConfidenceError"
+
+
+# ------------------------------------------------------------------------------ executions
+
+
+@pytest.fixture
+def workflow(moto: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The state machine in moto's ASL interpreter; Lambda calls run our handlers in-process."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    modules = {
+        f"scones-{logical_id}": load_handler(folder) for logical_id, folder in HANDLERS.items()
+    }
+
+    def invoke(
+        self: Any,
+        function_name: str,
+        qualifier: Any,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes:
+        module = modules[self.get_function(function_name, qualifier).function_name]
+        try:
+            return json.dumps(module.lambda_handler(json.loads(body), None)).encode()
+        except Exception as exc:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    role = boto3.client("iam").create_role(RoleName="scones-test", AssumeRolePolicyDocument="{}")[
+        "Role"
+    ]["Arn"]
+    lambda_client = boto3.client("lambda")
+    values = dict(PLAUSIBLE_SUBSTITUTIONS)
+    for name in modules:
+        arn = lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.lambda_handler",
+            Code={"ZipFile": b"unused"},
+        )["FunctionArn"]
+        values[f"{name.removeprefix('scones-')}Arn"] = arn
+    sfn = boto3.client("stepfunctions")
+    definition = substitute(ASL.read_text(), values)
+    machine = sfn.create_state_machine(name="scones-test", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="scones-images-test")
+    s3.put_object(Bucket="scones-images-test", Key="incoming/one.gif", Body=ASCII_GIF)
+    s3.put_object(Bucket="scones-images-test", Key="incoming/notes.txt", Body=b"not an image")
+
+    def run(execution_input: Any) -> dict[str, Any]:
+        arn = sfn.start_execution(
+            stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            result: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+            if result["status"] != "RUNNING":
+                return result
+            time.sleep(0.02)
+        raise AssertionError("execution did not finish in 30 s")
+
+    return run
+
+
+def test_a_confident_image_succeeds(workflow: Any) -> None:
+    queue_endpoint_results("[0.97, 0.03]")
+    result = workflow({"s3_bucket": "scones-images-test", "s3_key": "incoming/one.gif"})
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["inferences"] == [0.97, 0.03] and output["label"] == 0
+    assert output["endpoint_name"] == "scones-image-classifier" and output["threshold"] == 0.93
+
+
+def test_a_low_confidence_image_fails_with_low_confidence_error(workflow: Any) -> None:
+    queue_endpoint_results("[0.6, 0.4]")
+    result = workflow({"s3_bucket": "scones-images-test", "s3_key": "incoming/one.gif"})
+    assert result["status"] == "FAILED"
+    assert result["error"] == "LowConfidenceError"
+    assert "0.6000" in result["cause"]
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "error", "cause"),
+    [
+        (
+            {"s3_bucket": "scones-images-test", "s3_key": "incoming/notes.txt"},
+            "NotAnImageError",
+            "not a PNG",
+        ),
+        (
+            {"s3_bucket": "scones-images-test", "s3_key": "incoming/gone.png"},
+            "ImageNotFoundError",
+            "does not exist",
+        ),
+        ({"s3_bucket": "scones-images-test"}, "InvalidEventError", "s3_key"),
+        ({"s3_bucket": "scones-images-test", "s3_key": 5}, "InvalidEventError", "s3_key"),
+        (["not", "an", "object"], "InvalidEventError", "JSON object"),
+    ],
+)
+def test_bad_inputs_fail_with_their_named_error(
+    workflow: Any, execution_input: Any, error: str, cause: str
+) -> None:
+    result = workflow(execution_input)
+    assert result["status"] == "FAILED"
+    assert result["error"] == error
+    assert cause in result["cause"]
+
+
+def test_a_malformed_endpoint_answer_fails_with_its_name(workflow: Any) -> None:
+    queue_endpoint_results('{"not": "a list"}')
+    result = workflow({"s3_bucket": "scones-images-test", "s3_key": "incoming/one.gif"})
+    assert (result["status"], result["error"]) == ("FAILED", "MalformedInferenceError")

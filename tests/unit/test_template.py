@@ -1,0 +1,344 @@
+"""template.yaml: parameters, globals, least-privilege policies, state machine wiring, event rule."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from typing import Any
+
+import pytest
+from sam_helpers import (
+    ASL,
+    EVENTS,
+    HANDLERS,
+    PROJECT,
+    load_template,
+    placeholders,
+    policy_statements,
+    read_event,
+    wildcard_grants,
+)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+# ------------------------------------------------------------------------------ parameters
+
+
+def test_is_a_sam_template(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("EndpointName", "scones-image-classifier"),
+        ("ConfidenceThreshold", "0.93"),
+        ("ImageBucketName", ""),
+        ("IncomingPrefix", "incoming/"),
+        ("LogLevel", "INFO"),
+    ],
+)
+def test_parameter_defaults(template: dict[str, Any], name: str, default: str) -> None:
+    parameter = template["Parameters"][name]
+    assert str(parameter["Default"]) == default
+    if "AllowedPattern" in parameter:
+        assert re.fullmatch(parameter["AllowedPattern"], default)
+    if "AllowedValues" in parameter:
+        assert default in parameter["AllowedValues"]
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("EndpointName", ["ep", "scones-image-classifier-v2"], ["", "Caps", "under_score", "-x"]),
+        (
+            "ConfidenceThreshold",
+            ["0.93", "1", "0.5", ".9", "1.0"],
+            ["0", "0.0", "1.5", "abc", "-0.1"],
+        ),
+        ("ImageBucketName", ["", "my-bucket"], ["My_Bucket", "a"]),
+        ("IncomingPrefix", ["incoming/", "a/b/"], ["incoming", "/incoming/", ""]),
+    ],
+)
+def test_parameter_patterns(
+    template: dict[str, Any], name: str, good: list[str], bad: list[str]
+) -> None:
+    pattern = template["Parameters"][name]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, value) for value in good)
+    assert not any(re.fullmatch(pattern, value) for value in bad)
+
+
+def test_max_image_bytes_ceiling_matches_the_handler(
+    template: dict[str, Any], serialize: Any
+) -> None:
+    parameter = template["Parameters"]["MaxImageBytes"]
+    assert parameter["MaxValue"] == serialize.HARD_MAX_IMAGE_BYTES
+    assert parameter["Default"] == serialize.DEFAULT_MAX_IMAGE_BYTES
+
+
+def test_empty_bucket_name_lets_cloudformation_name_the_bucket(template: dict[str, Any]) -> None:
+    condition = template["Conditions"]["HasImageBucketName"]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageBucketName"}, ""]}]}
+    name = template["Resources"]["ImageBucket"]["Properties"]["BucketName"]
+    assert name == {
+        "Fn::If": ["HasImageBucketName", {"Ref": "ImageBucketName"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+# ------------------------------------------------------------------------------ globals and functions
+
+
+def test_globals(template: dict[str, Any]) -> None:
+    function = template["Globals"]["Function"]
+    assert function["Runtime"] in ("python3.12", "python3.13")
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "app.lambda_handler"
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    assert function["LoggingConfig"]["ApplicationLogLevel"] == {"Ref": "LogLevel"}
+    assert 3 <= function["Timeout"] <= 900 and 128 <= function["MemorySize"] <= 1024
+    assert function["Tracing"] == "Active"
+
+
+def test_three_functions_one_folder_each(template: dict[str, Any]) -> None:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert set(functions) == set(HANDLERS)
+    for logical_id, folder in HANDLERS.items():
+        code_uri = functions[logical_id]["Properties"]["CodeUri"]
+        assert code_uri.rstrip("/") == f"functions/{folder}"
+        app = PROJECT / code_uri / "app.py"
+        tree = ast.parse(app.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "lambda_handler" for n in tree.body)
+
+
+@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
+def test_handlers_need_only_the_standard_library_and_boto3(folder: str) -> None:
+    tree = ast.parse((PROJECT / "functions" / folder / "app.py").read_text())
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module.split(".")[0])
+    outside = modules - set(sys.stdlib_module_names) - {"boto3", "botocore"}
+    assert not outside, f"{folder} imports {outside}: the Lambda package has no dependencies"
+
+
+def test_each_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
+    for logical_id in HANDLERS:
+        function = template["Resources"][logical_id]["Properties"]
+        group = function["LoggingConfig"]["LogGroup"]["Ref"]
+        assert template["Resources"][group]["Properties"]["RetentionInDays"] == {
+            "Ref": "LogRetentionDays"
+        }
+
+
+def test_environment_variables_do_not_clash_between_functions(template: dict[str, Any]) -> None:
+    """The twin runs all functions in one process with the union of their variables."""
+    seen: dict[str, Any] = {}
+    for logical_id in HANDLERS:
+        variables = (
+            template["Resources"][logical_id]["Properties"]
+            .get("Environment", {})
+            .get("Variables", {})
+        )
+        for name, value in variables.items():
+            assert seen.setdefault(name, value) == value, f"{name} set differently by two functions"
+    assert seen == {
+        "MAX_IMAGE_BYTES": {"Ref": "MaxImageBytes"},
+        "ENDPOINT_NAME": {"Ref": "EndpointName"},
+        "CONFIDENCE_THRESHOLD": {"Ref": "ConfidenceThreshold"},
+    }
+
+
+# ------------------------------------------------------------------------------ least privilege
+
+
+def test_no_wildcard_resources_for_s3_or_sagemaker(template: dict[str, Any]) -> None:
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+            grants = wildcard_grants(policy_statements(resource), ("s3", "sagemaker"))
+            assert not grants, f"{logical_id} grants {grants} on Resource *"
+
+
+def test_the_wildcard_check_can_fail() -> None:
+    function = {
+        "Properties": {
+            "Policies": [
+                {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+            ]
+        }
+    }
+    assert wildcard_grants(policy_statements(function), ("s3",)) == ["s3:GetObject"]
+
+
+def test_serialize_reads_only_the_incoming_prefix(template: dict[str, Any]) -> None:
+    statements = policy_statements(template["Resources"]["SerializeImageFunction"])
+    actions = {s["Action"] for s in statements}
+    assert actions == {"s3:GetObject", "s3:ListBucket"}
+    get = next(s for s in statements if s["Action"] == "s3:GetObject")
+    assert get["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${ImageBucket}/${IncomingPrefix}*"
+    }
+    listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
+    assert listing["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ImageBucket}"}
+
+
+def test_classify_may_invoke_only_the_named_endpoint(template: dict[str, Any]) -> None:
+    statements = policy_statements(template["Resources"]["ClassifyImageFunction"])
+    assert len(statements) == 1
+    assert statements[0]["Action"] == "sagemaker:InvokeEndpoint"
+    resource = statements[0]["Resource"]["Fn::Sub"]
+    assert resource.endswith(":endpoint/${EndpointName}") and "*" not in resource
+
+
+def test_filter_has_no_extra_permissions(template: dict[str, Any]) -> None:
+    assert "Policies" not in template["Resources"]["FilterInferencesFunction"]["Properties"]
+
+
+# ------------------------------------------------------------------------------ bucket
+
+
+def test_bucket_is_private_encrypted_tls_only_and_sends_events(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ImageBucket"]["Properties"]
+    assert (
+        bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"]
+        is True
+    )
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    policy = template["Resources"]["ImageBucketPolicy"]["Properties"]["PolicyDocument"]
+    deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# ------------------------------------------------------------------------------ state machine
+
+
+def test_state_machine_definition_and_substitutions(template: dict[str, Any]) -> None:
+    machines = resources_of(template, "AWS::Serverless::StateMachine")
+    assert len(machines) == 1
+    properties = next(iter(machines.values()))["Properties"]
+    assert (PROJECT / properties["DefinitionUri"]).is_file()
+    assert properties["DefinitionUri"] == str(ASL.relative_to(PROJECT))
+    substitutions = properties["DefinitionSubstitutions"]
+    assert set(substitutions) == placeholders(ASL.read_text()), (
+        "every ${...} needs a substitution and back"
+    )
+    for logical_id in HANDLERS:
+        assert substitutions[f"{logical_id}Arn"] == {"Fn::GetAtt": [logical_id, "Arn"]}
+    assert substitutions["EndpointName"] == {"Ref": "EndpointName"}
+    assert substitutions["ConfidenceThreshold"] == {"Ref": "ConfidenceThreshold"}
+
+
+def test_state_machine_may_invoke_exactly_the_three_functions(template: dict[str, Any]) -> None:
+    machine = template["Resources"]["ImageClassificationStateMachine"]["Properties"]
+    invoked = {
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for p in machine["Policies"]
+        if "LambdaInvokePolicy" in p
+    }
+    assert invoked == set(HANDLERS)
+
+
+def test_asl_holds_no_account_region_or_names() -> None:
+    text = ASL.read_text()
+    assert not re.search(r"\b\d{12}\b", text), "account id in the ASL"
+    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b", text), "region in the ASL"
+    assert "arn:aws:lambda" not in text and "scones-" not in text
+    for resource in re.findall(r'"Resource":\s*"([^"]+)"', text):
+        assert resource.startswith("arn:aws:states:::"), resource
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """Enough of EventBridge's pattern matching for our rule: nested keys, lists, prefix."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            key in value and _matches(sub, value[key]) for key, sub in pattern.items()
+        )
+    assert isinstance(pattern, list)
+    for option in pattern:
+        if isinstance(option, dict) and "prefix" in option:
+            if isinstance(value, str) and value.startswith(option["prefix"]):
+                return True
+        elif option == value:
+            return True
+    return False
+
+
+def _resolve(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        return values[node["Ref"]]
+    if isinstance(node, dict):
+        return {k: _resolve(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, values) for v in node]
+    return node
+
+
+def _transform(transformer: dict[str, Any], event: dict[str, Any]) -> Any:
+    values = {}
+    for name, path in transformer["InputPathsMap"].items():
+        value: Any = event
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        values[name] = value
+    text = transformer["InputTemplate"]
+    for name, value in values.items():
+        text = text.replace(f"<{name}>", json.dumps(value))
+    return json.loads(text)
+
+
+def test_an_upload_under_the_prefix_starts_an_execution_with_bucket_and_key(
+    template: dict[str, Any],
+) -> None:
+    machine = template["Resources"]["ImageClassificationStateMachine"]["Properties"]
+    rules = [e for e in machine["Events"].values() if e["Type"] == "EventBridgeRule"]
+    assert len(rules) == 1
+    rule = rules[0]["Properties"]
+    s3_event = read_event("s3_object_created.json")
+    values = {"ImageBucket": s3_event["detail"]["bucket"]["name"], "IncomingPrefix": "incoming/"}
+    pattern = _resolve(rule["Pattern"], values)
+
+    assert _matches(pattern, s3_event)
+    assert _transform(rule["InputTransformer"], s3_event) == read_event("statemachine_input.json")
+
+    elsewhere = json.loads(json.dumps(s3_event))
+    elsewhere["detail"]["object"]["key"] = "data_capture/x.jsonl"
+    assert not _matches(pattern, elsewhere)
+    other_bucket = json.loads(json.dumps(s3_event))
+    other_bucket["detail"]["bucket"]["name"] = "someone-else"
+    assert not _matches(pattern, other_bucket)
+    deleted = {**s3_event, "detail-type": "Object Deleted"}
+    assert not _matches(pattern, deleted)
+
+
+def test_state_machine_logs_without_execution_data(template: dict[str, Any]) -> None:
+    logging = template["Resources"]["ImageClassificationStateMachine"]["Properties"]["Logging"]
+    assert logging["IncludeExecutionData"] is False  # states carry image bytes
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["StateMachineArn"]["Value"] == {"Ref": "ImageClassificationStateMachine"}
+    for logical_id in HANDLERS:
+        assert outputs[f"{logical_id}Arn"]["Value"] == {"Fn::GetAtt": [logical_id, "Arn"]}
+    assert outputs["ImageBucketName"]["Value"] == {"Ref": "ImageBucket"}
+
+
+def test_every_event_file_is_valid_json() -> None:
+    files = sorted(EVENTS.glob("*.json"))
+    assert len(files) >= 6
+    for path in files:
+        json.loads(path.read_text())
+        assert path.stat().st_size < 4096, f"{path.name}: keep sample events small"
