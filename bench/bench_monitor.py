@@ -1,0 +1,181 @@
+"""Benchmark ``scones monitor`` on generated Data Capture: records/s and peak memory.
+
+Generates SageMaker-layout capture folders (a real 32x32 PNG per request, base64, as the endpoint
+captures it; two-class JSON probabilities) and runs ``scones monitor`` on each in a fresh process,
+so peak RSS is that run's own. Prints one table; the figures and report are part of every run.
+
+Usage: .venv/bin/python bench/bench_monitor.py [--sizes 10000,100000] [--per-file 50] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CAPTURE = ROOT / ".." / "shared" / "data" / "data-capture"
+
+
+def png_payloads(count: int, seed: int) -> list[str]:
+    """A few distinct random 32x32 PNGs (about 3 KB each), base64 as Data Capture stores them."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    payloads = []
+    for _ in range(count):
+        image = Image.frombytes("RGB", (32, 32), rng.randbytes(32 * 32 * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        payloads.append(base64.b64encode(buffer.getvalue()).decode())
+    return payloads
+
+
+def generate(root: Path, records: int, per_file: int, seed: int = 7) -> int:
+    """Write ``records`` captures over 48 hours in ``per_file``-record files; return file count."""
+    rng = random.Random(seed)
+    payloads = png_payloads(32, seed)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    step = timedelta(hours=48) / records
+    files = 0
+    for first in range(0, records, per_file):
+        when = start + first * step
+        folder = root / "scones-image-classifier" / "AllTraffic" / f"{when:%Y/%m/%d/%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.UUID(int=rng.getrandbits(128))}.jsonl"
+        with open(folder / name, "w") as handle:
+            for i in range(first, min(first + per_file, records)):
+                handle.write(
+                    json.dumps(
+                        _record(rng, payloads[i % len(payloads)], start + i * step),
+                        separators=(",", ":"),
+                    )
+                    + "\n"
+                )
+        files += 1
+    return files
+
+
+def _record(rng: random.Random, payload: str, when: datetime) -> dict[str, object]:
+    p = min(max(rng.betavariate(0.4, 0.4), 0.0), 1.0)  # confidences spread over 0.5..1
+    return {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": "image/png",
+                "mode": "INPUT",
+                "data": payload,
+                "encoding": "BASE64",
+            },
+            "endpointOutput": {
+                "observedContentType": "application/json",
+                "mode": "OUTPUT",
+                "data": json.dumps([p, 1.0 - p]),
+                "encoding": "JSON",
+            },
+        },
+        "eventMetadata": {
+            "eventId": str(uuid.UUID(int=rng.getrandbits(128))),
+            "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "eventVersion": "0",
+    }
+
+
+def run_monitor(source: Path, output: Path) -> tuple[float, float, int]:
+    """Run ``scones monitor`` in a fresh process; return (seconds, peak RSS MiB, exit code)."""
+    command = [
+        sys.executable, "-m", "scones.cli", "monitor", str(source), "--output", str(output),
+        "--no-progress", "--classes", "bicycle,motorcycle",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        print(f"scones monitor failed ({code}) on {source}: {err[-500:]}", file=sys.stderr)
+    if proc.stderr:
+        proc.stderr.close()
+    return seconds, usage.ru_maxrss / 1024, code
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="10000,100000", help="record counts (default %(default)s)"
+    )
+    parser.add_argument(
+        "--per-file", type=int, default=50, help="records per capture file (default %(default)s)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per size; the median is shown (default %(default)s)",
+    )
+    parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-monitor-"))
+    rows = []
+    try:
+        cases: list[tuple[str, Path, int, int]] = []
+        if SHARED_CAPTURE.is_dir():
+            real = SHARED_CAPTURE.resolve()
+            cases.append(("real captures", real, 22, len(list(real.glob("*.jsonl")))))
+        for size in sizes:
+            for per_file in sorted({args.per_file, 10} if size == max(sizes) else {args.per_file}):
+                folder = work / f"captures-{size}-{per_file}"
+                if not folder.exists():
+                    t0 = time.perf_counter()
+                    files = generate(folder, size, per_file)
+                    print(
+                        f"generated {size:,} records in {files:,} files in {time.perf_counter() - t0:.1f} s",
+                        flush=True,
+                    )
+                files = sum(1 for _ in folder.rglob("*.jsonl"))
+                cases.append((f"generated, {per_file}/file", folder, size, files))
+        for label, folder, size, files in cases:
+            mb = sum(p.stat().st_size for p in folder.rglob("*.jsonl")) / 2**20
+            runs = []
+            for _ in range(args.repeat):
+                out = work / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                runs.append(run_monitor(folder, out))
+            runs.sort()
+            seconds, _rss, code = runs[len(runs) // 2]
+            peak = max(r[1] for r in runs)
+            rows.append((label, size, files, mb, seconds, size / seconds, peak, code))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(
+        f"scones monitor, local folder, median of {args.repeat} runs (whole command: start-up, read, CSV, figures, report)"
+    )
+    print(
+        f"{'source':<22} {'records':>9} {'files':>7} {'MiB':>7} {'seconds':>8} {'records/s':>10} {'peak RSS MiB':>13} {'exit':>5}"
+    )
+    for label, size, files, mb, seconds, rate, peak, code in rows:
+        print(
+            f"{label:<22} {size:>9,} {files:>7,} {mb:>7.1f} {seconds:>8.2f} {rate:>10,.0f} {peak:>13.0f} {code:>5}"
+        )
+    return 0 if all(r[-1] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
