@@ -513,8 +513,11 @@ async def _plain(send: Send, status: int, message: str) -> None:
 
 def _s3_client() -> Any:
     import boto3  # deferred: only the capture thread needs it
+    from botocore.config import Config
 
-    return boto3.session.Session().client("s3")
+    # short timeouts and few retries: the writer retries itself, and shutdown must not hang
+    config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2})
+    return boto3.session.Session().client("s3", config=config)
 
 
 def create_app() -> EndpointServer:

@@ -359,15 +359,23 @@ def stop_service(settings: Settings, service: Service, timeout: float = 15.0) ->
                 os.kill(p, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        _reap(pid)
+    _reap(pid, wait=2.0)  # no zombie left behind when ``up`` ran in this process (tests)
     path.unlink(missing_ok=True)
     return True
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, wait: float = 0.0) -> None:
     """Collect the exit status when ``pid`` is our own child (in tests, ``up`` ran in-process)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except (ChildProcessError, OSError):
+            return  # not our child, or already collected
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
 
 
 def available_services() -> list[Service]:

@@ -1,0 +1,294 @@
+"""Benchmark the offline twin's SageMaker endpoint: throughput, latency and memory.
+
+Starts a private twin (temporary SCONES_HOME, free loopback ports) through the real
+``scones up`` code, registers a model with Data Capture on (100 %, as ``scones deploy --local``
+does), and drives it with a lean asyncio HTTP/1.1 keep-alive client (boto3 itself tops out near
+400 calls/s per process) from this same machine, so client and server share the cores.
+
+Rows: ``GET /ping`` (the HTTP floor) and ``POST /endpoints/NAME/invocations`` with real 32x32
+CIFAR-100 PNGs, at 1, 8 and 32 concurrent connections; then the endpoint's RSS idle and across a
+10,000-request run (it must stay flat), and the whole twin's idle RSS (target: under 1 GB).
+
+Usage: .venv/bin/python bench/bench_endpoint.py [--model model.tar.gz] [--requests 4000]
+Without --model it uses .scones/model/model.tar.gz when present, else builds the tiny test model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import pickle
+import random
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARCHIVE = ROOT / "../shared/data/cifar-100-python-vehicles.tar.gz"
+
+
+@dataclass
+class Result:
+    name: str
+    connections: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def load_pngs(limit: int = 200) -> list[bytes]:
+    """Real CIFAR-100 test images (bicycles and motorcycles) as PNG bytes."""
+    import numpy as np
+    from PIL import Image
+
+    if not ARCHIVE.is_file():
+        rng = np.random.default_rng(0)
+        arrays = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(limit)]
+    else:
+        with tarfile.open(ARCHIVE) as tar:
+            member = tar.extractfile("cifar-100-python/test")
+            assert member is not None
+            batch = pickle.load(member, encoding="bytes")
+        data = batch[b"data"][:limit]
+        arrays = [row.reshape(3, 32, 32).transpose(1, 2, 0) for row in data]
+    out = []
+    for array in arrays:
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def build_requests(port: int, path: str, bodies: list[bytes] | None) -> list[bytes]:
+    head = f"{'POST' if bodies else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if not bodies:
+        return [head.encode() + b"\r\n"]
+    return [
+        (
+            head + "Content-Type: image/png\r\nAccept: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
+
+
+async def _connection(
+    port: int, requests: list[bytes], count: int, offset: int, latencies: list[float]
+) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    errors = 0
+    try:
+        for i in range(count):
+            request = requests[(offset + i) % len(requests)]
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+    finally:
+        writer.close()
+    return errors
+
+
+async def run_load(
+    name: str, port: int, requests: list[bytes], connections: int, total: int
+) -> Result:
+    latencies: list[float] = []
+    per = total // connections
+    start = time.perf_counter()
+    errors = await asyncio.gather(
+        *[_connection(port, requests, per, c * 7, latencies) for c in range(connections)]
+    )
+    seconds = time.perf_counter() - start
+    return Result(name, connections, per * connections, seconds, latencies, sum(errors))
+
+
+def rss_mib(pid: int) -> float:
+    from scones.twin import services
+
+    return services.rss_bytes(services.process_tree(pid)) / 2**20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _free_s3_port() -> int:
+    from scones.twin import services
+
+    for _ in range(200):
+        p = random.randrange(20000, 30000)
+        ports = [p + i for i in range(services.WEED_EXTRA_PORTS + 1)]
+        ports.append(p + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET)
+        if not any(services.port_in_use("127.0.0.1", port) for port in ports):
+            return p
+    raise RuntimeError("no free block of ports for SeaweedFS")
+
+
+@contextlib.contextmanager
+def private_twin(home: Path) -> Iterator[tuple[Any, dict[str, int]]]:
+    """Start every available twin service in ``home`` on free ports; stop them at the end."""
+    from scones.settings import Settings
+    from scones.twin import services
+
+    os.environ.update(
+        {
+            "SCONES_HOME": str(home),
+            "SCONES_S3_PORT": str(_free_s3_port()),
+            "SCONES_MOTO_PORT": str(_free_port()),
+            "SCONES_ENDPOINT_PORT": str(_free_port()),
+        }
+    )
+    settings = Settings.from_env()
+    os.environ.update(settings.aws_env())
+    try:
+        for line in services.up(settings, out=lambda _: None):
+            print(f"note: {line}", flush=True)
+        pids = {}
+        for service in services.SERVICES:
+            pid = services.running_pid(settings, service)
+            if pid is not None:
+                pids[service.name] = pid
+        yield settings, pids
+    finally:
+        services.down(settings, out=lambda _: None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="model.tar.gz to serve")
+    parser.add_argument("--requests", type=int, default=4000, help="requests per row (4000)")
+    parser.add_argument("--connections", default="1,8,32", help="concurrency levels (1,8,32)")
+    parser.add_argument(
+        "--memory-requests", type=int, default=10000, help="requests in the memory run"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    levels = [int(c) for c in args.connections.split(",")]
+    pngs = load_pngs()
+    with tempfile.TemporaryDirectory(prefix="scones-bench-") as tmp:
+        model = args.model
+        if model is None and (ROOT / ".scones/model/model.tar.gz").is_file():
+            model = ROOT / ".scones/model/model.tar.gz"
+        if model is None:
+            from ml.testing import build_tiny_model
+
+            print("building the tiny test model (no --model and no .scones/model) ...", flush=True)
+            model = build_tiny_model(Path(tmp) / "model")
+        with private_twin(Path(tmp) / "home") as (settings, pids):
+            return run(settings, pids, model, pngs, levels, args)
+
+
+def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-untyped-def]
+    import boto3
+
+    from scones.twin.endpoint_registry import register_endpoint
+
+    fresh_twin = {name: rss_mib(pid) for name, pid in pids.items()}
+    bucket = "bench-capture"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    register_endpoint(settings, "bench", Path(model), capture_s3_uri=f"s3://{bucket}/data_capture")
+    port = settings.endpoint_port
+    invoke = build_requests(port, "/endpoints/bench/invocations", pngs)
+    ping = build_requests(port, "/ping", None)
+    # warm up: every worker loads the model
+    asyncio.run(run_load("warm", port, invoke, 8, 400))
+    time.sleep(2.5)
+    endpoint_pid = pids["endpoint"]
+    idle_endpoint = rss_mib(endpoint_pid)
+    idle_twin = {name: rss_mib(pid) for name, pid in pids.items()}
+
+    rows: list[Result] = []
+    for name, requests in (("GET /ping", ping), ("POST invocations", invoke)):
+        for c in levels:
+            rows.append(asyncio.run(run_load(name, port, requests, c, args.requests)))
+
+    samples = []
+    chunk = max(1, args.memory_requests // 10)
+    for _ in range(10):
+        asyncio.run(run_load("memory", port, invoke, 32, chunk))
+        samples.append(rss_mib(endpoint_pid))
+    time.sleep(2.5)  # let the capture writer flush
+    after = rss_mib(endpoint_pid)
+
+    print(
+        f"\nendpoint benchmark: model {model}, {settings.endpoint_workers} workers, Data Capture on,"
+    )
+    print(
+        f"client and server on the same {os.cpu_count()} cores; {args.requests} requests per row\n"
+    )
+    print(f"{'request':<18} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for r in rows:
+        print(
+            f"{r.name:<18} {r.connections:>5} {r.rps:>8.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f} {r.errors:>6}"
+        )
+    best = max((r for r in rows if r.name != "GET /ping"), key=lambda r: r.rps)
+    floor = max((r for r in rows if r.name == "GET /ping"), key=lambda r: r.rps)
+    print(
+        f"\nbest invocations/s {best.rps:.0f} (target 1000) = {best.rps / floor.rps:.2f} of the /ping floor"
+    )
+    print(
+        f"\nendpoint RSS (all workers): idle {idle_endpoint:.0f} MiB; after each tenth of "
+        f"{args.memory_requests} requests at 32 conns: {' '.join(f'{x:.0f}' for x in samples)} MiB; "
+        f"after the flush {after:.0f} MiB"
+    )
+    half = len(samples) // 2
+    print(f"growth over the second half of the run: {samples[-1] - samples[half - 1]:+.1f} MiB")
+    total = sum(idle_twin.values())
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in idle_twin.items())
+    fresh = ", ".join(f"{k} {v:.0f}" for k, v in fresh_twin.items())
+    print(f"whole twin idle RSS right after `up`: {sum(fresh_twin.values()):.0f} MiB ({fresh})")
+    print(f"whole twin idle RSS, model loaded: {total:.0f} MiB ({parts}) (target under 1024 MiB)")
+    s3 = boto3.client("s3")
+    files = records = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            files += 1
+            records += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(b"\n")
+    sent = 400 + sum(r.requests for r in rows if r.name != "GET /ping") + 10 * (chunk // 32 * 32)
+    print(f"Data Capture: {records} records in {files} files for {sent} invocations")
+    failed = sum(r.errors for r in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
