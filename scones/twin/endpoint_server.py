@@ -84,7 +84,8 @@ def _error_outcome(exc: BaseException) -> Outcome:
     message = f"{type(exc).__name__}: {exc}"
     status = _original_status(exc)
     if status == 500:
-        log.error("model code raised", extra={"error": message, "trace": traceback.format_exc()})
+        trace = "".join(traceback.format_exception(exc))
+        log.error("model code raised", extra={"error": message, "trace": trace})
     return Outcome(status=status, body=b"", message=message)
 
 
@@ -95,9 +96,15 @@ def _import_inference(model_dir: Path, module_name: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    # registered like any import (dataclasses and typing look modules up there); a unique name
+    # per load, removed again when the endpoint is replaced
+    sys.modules[module_name] = module
     sys.path.insert(0, str(code_dir))  # so inference.py can import its sibling modules
     try:
         spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
     finally:
         sys.path.remove(str(code_dir))
     return module
@@ -258,7 +265,9 @@ class EndpointServer:
         path = endpoint_registry.endpoint_dir(self.settings, name) / endpoint_registry.ENDPOINT_FILE
         signature = _signature(path)
         if signature is None:
-            self.endpoints.pop(name, None)
+            gone = self.endpoints.pop(name, None)
+            if gone is not None and gone.batcher is not None:
+                sys.modules.pop(gone.batcher.model.module.__name__, None)
             return None
         if current is not None and current.signature == signature:
             current.checked = now
@@ -273,6 +282,9 @@ class EndpointServer:
                 loaded = await loop.run_in_executor(self.executor, self._load, name, signature)
             except (OSError, ValueError):  # endpoint.json vanished or is being replaced
                 return current
+            previous = self.endpoints.get(name)
+            if previous is not None and previous.batcher is not None:
+                sys.modules.pop(previous.batcher.model.module.__name__, None)
             self.endpoints[name] = loaded
             return loaded
 

@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import os
+import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -255,6 +256,8 @@ def test_endpoint_changes_are_picked_up(
     app: es.EndpointServer, settings: Settings, tmp_path: Path
 ) -> None:
     assert json.loads(invoke(app, b"1")[2]) == [2.0]
+    first_module = app.endpoints["ep"].batcher.model.module.__name__  # type: ignore[union-attr]
+    assert first_module in sys.modules
     register_endpoint(
         settings, "ep", model_tar(tmp_path, "10"), capture_s3_uri=None, variant="Blue"
     )
@@ -265,6 +268,7 @@ def test_endpoint_changes_are_picked_up(
         [10.0],
         "Blue",
     )
+    assert first_module not in sys.modules  # the old model's code is released
     unregister_endpoint(settings, "ep")
     app.endpoints["ep"].checked -= es.RECHECK_SECONDS
     assert invoke(app, b"1")[0] == 400
