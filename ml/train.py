@@ -46,8 +46,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p = argparse.ArgumentParser(
         description="Train the scones bicycle/motorcycle classifier (SageMaker script mode)."
     )
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training images")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=50, help="passes over the training images")
+    p.add_argument("--batch-size", "--batch_size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (one-cycle)")
     p.add_argument(
         "--weight-decay", type=float, default=0.05, help="AdamW decay (not on norm/bias)"
@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument("--tta", type=int, default=1, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     p.add_argument("--progress", type=int, default=1, help="0: no progress bar")
-    p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
+    p.add_argument("--model-dir", "--model_dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
     p.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
     p.add_argument("--test", default=env.get("SM_CHANNEL_TEST", "/opt/ml/input/data/test"))
     p.add_argument(
@@ -246,11 +246,14 @@ def export_onnx(model: Any, path: Path) -> None:
         "dynamic_axes": {"input": {0: "batch"}, "probabilities": {0: "batch"}},
         "opset_version": 17,
     }
+    import inspect
     import warnings
 
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), dynamo=False, **kwargs)
+        torch.onnx.export(model, (example,), str(path), **kwargs)
 
 
 def onnx_benchmark(model_path: Path, x: np.ndarray, threads: int = 1) -> dict[str, float]:
@@ -368,7 +371,7 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         )
         if bar is not None:
             bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{n_right / n_seen:.3f}")
-        else:
+        elif args.progress:
             print(f"epoch {epoch + 1}/{args.epochs} loss {loss_sum / n_seen:.4f}", flush=True)
     if bar is not None:
         bar.close()

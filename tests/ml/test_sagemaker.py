@@ -1,0 +1,346 @@
+"""The SageMaker path against moto: the exact requests, names and clean-up."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ml import sagemaker as smk
+from ml.etl import extract
+from ml.testing import build_cifar_archive
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
+BUCKET = "scones-test-bucket"
+ML_DIR = Path(smk.__file__).resolve().parent
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SAGEMAKER",
+        "AWS_PROFILE",
+        "SCONES_SAGEMAKER_ROLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    archive = build_cifar_archive(tmp_path / "a.tar.gz", {"bicycle": 3, "motorcycle": 3}, n_test=2)
+    extract(archive, tmp_path / "data", progress=False)
+    return tmp_path / "data"
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    smk.register(parser.add_subparsers())
+    args = parser.parse_args(["sagemaker", *argv])
+    return int(args.func(args))
+
+
+def test_image_uris() -> None:
+    assert smk.image_uri("training", "us-east-1", "ml.g4dn.xlarge") == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+        "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+    )
+    assert smk.image_uri("inference", "eu-west-1", "ml.m5.large") == (
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
+        "pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+    )
+    assert smk.image_uri("training", "ap-east-1", "ml.p3.2xlarge").startswith("871362719292.")
+    assert ".amazonaws.com.cn/" in smk.image_uri("inference", "cn-north-1", "ml.c5.large")
+    with pytest.raises(ValueError):
+        smk.image_uri("serving", REGION, "ml.m5.large")
+
+
+def test_sourcedir_holds_the_training_script_and_serving_code() -> None:
+    with tarfile.open(fileobj=io.BytesIO(smk.build_sourcedir())) as tar:
+        names = sorted(tar.getnames())
+        assert names == sorted([*smk.SOURCEDIR_FILES, "requirements.txt"])
+        for rel in smk.SOURCEDIR_FILES:
+            member = tar.extractfile(rel)
+            assert member is not None and member.read() == (ML_DIR / rel).read_bytes()
+    assert smk.build_sourcedir() == smk.build_sourcedir()  # deterministic
+
+
+def test_train_uploads_and_starts_the_script_mode_job(
+    aws: None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = cli(
+        "train",
+        "--data",
+        str(data_dir),
+        "--bucket",
+        BUCKET,
+        "--prefix",
+        "p",
+        "--role",
+        ROLE,
+        "--job-name",
+        "job-1",
+        "--epochs",
+        "7",
+        "--region",
+        REGION,
+        "--quiet",
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "model: s3://" in out
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "p/code/job-1/sourcedir.tar.gz" in keys
+    assert {"p/data/train.lst", "p/data/test.lst", "p/data/classes.json"} <= keys
+    assert sum(k.startswith("p/data/train/") for k in keys) == 6
+    job = boto3.client("sagemaker", region_name=REGION).describe_training_job(
+        TrainingJobName="job-1"
+    )
+    assert job["AlgorithmSpecification"]["TrainingImage"] == smk.image_uri(
+        "training", REGION, "ml.g4dn.xlarge"
+    )
+    assert job["RoleArn"] == ROLE
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    hp = job["HyperParameters"]
+    assert hp["sagemaker_program"] == "train.py"
+    assert hp["sagemaker_submit_directory"] == f"s3://{BUCKET}/p/code/job-1/sourcedir.tar.gz"
+    assert hp["epochs"] == "7" and hp["seed"] == "0" and hp["sagemaker_region"] == REGION
+    channels = {c["ChannelName"]: c for c in job["InputDataConfig"]}
+    assert set(channels) == {"train", "test"}
+    for channel in channels.values():
+        assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/p/data/"
+        assert channel["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/p/output"
+
+
+def test_second_upload_skips_unchanged_objects(
+    aws: None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("upload", "--data", str(data_dir), "--bucket", BUCKET, "--quiet") == 0
+    assert "uploaded 13, unchanged 0" in capsys.readouterr().out
+    assert cli("upload", "--data", str(data_dir), "--bucket", BUCKET, "--quiet") == 0
+    assert "uploaded 0, unchanged 13" in capsys.readouterr().out
+
+
+def test_deploy_creates_model_config_with_capture_and_endpoint(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_data = f"s3://{BUCKET}/scones/output/job/output/model.tar.gz"
+    assert (
+        cli(
+            "deploy",
+            "--model-data",
+            model_data,
+            "--bucket",
+            BUCKET,
+            "--role",
+            ROLE,
+            "--region",
+            REGION,
+            "--quiet",
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "EndpointName=scones-image-classifier" in out
+    sm = boto3.client("sagemaker", region_name=REGION)
+    endpoint = sm.describe_endpoint(EndpointName="scones-image-classifier")
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = config["ProductionVariants"][0]
+    assert variant["VariantName"] == "AllTraffic" and variant["InstanceType"] == "ml.m5.large"
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == 100
+    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/scones/data_capture"
+    modes = sorted(o["CaptureMode"] for o in capture["CaptureOptions"])
+    assert modes == ["Input", "Output"]
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    container = model["PrimaryContainer"]
+    assert container["Image"] == smk.image_uri("inference", REGION, "ml.m5.large")
+    assert container["ModelDataUrl"] == model_data
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert model["ExecutionRoleArn"] == ROLE
+
+    # a second deploy to the same name is refused with a clear error
+    assert (
+        cli(
+            "deploy",
+            "--model-data",
+            model_data,
+            "--bucket",
+            BUCKET,
+            "--role",
+            ROLE,
+            "--region",
+            REGION,
+            "--quiet",
+        )
+        == 2
+    )
+    assert "EndpointExistsError" in capsys.readouterr().err
+
+    assert cli("delete", "--region", REGION) == 0
+    out = capsys.readouterr().out
+    assert "deleted endpoint scones-image-classifier" in out
+    assert "deleted endpoint config" in out and "deleted model" in out
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.list_models()["Models"] == []
+    assert cli("delete", "--region", REGION) == 0
+    assert "nothing to delete" in capsys.readouterr().out
+
+
+def test_deploy_from_training_job(aws: None, data_dir: Path) -> None:
+    assert (
+        cli(
+            "train",
+            "--data",
+            str(data_dir),
+            "--bucket",
+            BUCKET,
+            "--role",
+            ROLE,
+            "--job-name",
+            "job-2",
+            "--region",
+            REGION,
+            "--quiet",
+        )
+        == 0
+    )
+    assert (
+        cli(
+            "deploy",
+            "--training-job",
+            "job-2",
+            "--bucket",
+            BUCKET,
+            "--role",
+            ROLE,
+            "--endpoint-name",
+            "ep-2",
+            "--instance-type",
+            "ml.g4dn.xlarge",
+            "--region",
+            REGION,
+            "--quiet",
+        )
+        == 0
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    job = sm.describe_training_job(TrainingJobName="job-2")
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName="ep-2")["EndpointConfigName"]
+    )
+    model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert "-gpu-" in model["PrimaryContainer"]["Image"]
+
+
+def test_role_is_required(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("train", "--bucket", BUCKET, "--region", REGION, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "MissingRoleError" in err and "SCONES_SAGEMAKER_ROLE" in err
+    assert "Traceback" not in err
+    assert (
+        cli(
+            "deploy",
+            "--model-data",
+            "s3://b/m.tar.gz",
+            "--bucket",
+            BUCKET,
+            "--role",
+            "not-an-arn",
+            "--region",
+            REGION,
+        )
+        == 2
+    )
+    assert "must be an IAM role ARN" in capsys.readouterr().err
+
+
+def test_role_from_environment(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCONES_SAGEMAKER_ROLE", ROLE)
+    assert (
+        cli(
+            "train",
+            "--bucket",
+            BUCKET,
+            "--job-name",
+            "job-env",
+            "--no-wait",
+            "--region",
+            REGION,
+            "--quiet",
+        )
+        == 0
+    )
+    job = boto3.client("sagemaker", region_name=REGION).describe_training_job(
+        TrainingJobName="job-env"
+    )
+    assert job["RoleArn"] == ROLE
+
+
+def test_upload_without_etl_output(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("upload", "--data", str(tmp_path), "--bucket", BUCKET, "--quiet") == 2
+    assert "run `scones etl" in capsys.readouterr().err
+
+
+class FakeSageMaker:
+    """Answers describe_* with a scripted sequence of states."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        self.states = states
+        self.calls = 0
+
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:  # noqa: N803
+        self.calls += 1
+        return self.states[min(self.calls, len(self.states)) - 1]
+
+    describe_endpoint = None  # type: ignore[assignment]
+
+
+def test_wait_reports_failure_reason() -> None:
+    fake = FakeSageMaker(
+        [
+            {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"},
+            {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"},
+            {
+                "TrainingJobStatus": "Failed",
+                "SecondaryStatus": "Failed",
+                "FailureReason": "AlgorithmError: TrainingDataError",
+            },
+        ]
+    )
+    sleeps: list[float] = []
+    with pytest.raises(smk.TrainingJobFailedError, match="AlgorithmError: TrainingDataError"):
+        smk.wait_for_training_job(fake, "j", poll_s=5, sleep=sleeps.append, progress=False)
+    assert fake.calls == 3 and sleeps == [5, 5]
+
+
+def test_endpoint_failure_is_named() -> None:
+    class Fake:
+        def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
+            return {"EndpointStatus": "Failed", "FailureReason": "image pull failed"}
+
+    with pytest.raises(smk.EndpointFailedError, match="image pull failed"):
+        smk.wait_for_endpoint(Fake(), "e", sleep=lambda s: None, progress=False)
