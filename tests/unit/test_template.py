@@ -63,8 +63,8 @@ def test_parameter_defaults(template: dict[str, Any], name: str, default: str) -
         ("EndpointName", ["ep", "scones-image-classifier-v2"], ["", "Caps", "under_score", "-x"]),
         (
             "ConfidenceThreshold",
-            ["0.93", "1", "0.5", ".9", "1.0"],
-            ["0", "0.0", "1.5", "abc", "-0.1"],
+            ["0.93", "1", "0.5", "1.0", "0.05"],
+            ["0", "0.0", "1.5", "abc", "-0.1", ".9", "1."],
         ),
         ("ImageBucketName", ["", "my-bucket"], ["My_Bucket", "a"]),
         ("IncomingPrefix", ["incoming/", "a/b/"], ["incoming", "/incoming/", ""]),
@@ -342,3 +342,12 @@ def test_every_event_file_is_valid_json() -> None:
     for path in files:
         json.loads(path.read_text())
         assert path.stat().st_size < 4096, f"{path.name}: keep sample events small"
+
+
+def test_allowed_thresholds_are_json_numbers_for_the_asl(template: dict[str, Any]) -> None:
+    """The ASL turns the substituted threshold into a number with States.StringToJson."""
+    pattern = template["Parameters"]["ConfidenceThreshold"]["AllowedPattern"]
+    assert "States.StringToJson('${ConfidenceThreshold}')" in ASL.read_text()
+    for value in ("0.93", "1", "1.00", "0.5", "0.05", ".9", "1.", "01"):
+        if re.fullmatch(pattern, value):
+            assert 0 < json.loads(value) <= 1, value
