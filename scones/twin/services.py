@@ -55,6 +55,7 @@ class Service:
     available: Callable[[], str | None]  # None, or why it cannot start
     extra_ports: Callable[[Settings], list[int]] = lambda s: []
     start_timeout: float = 30.0
+    setting: str = ""  # the environment variable that moves its port
 
 
 def find_weed() -> Path | None:
@@ -125,6 +126,7 @@ SERVICES: list[Service] = [
         command=_weed_command,
         available=_weed_available,
         extra_ports=_weed_ports,
+        setting="SCONES_S3_PORT (SeaweedFS also uses the next 8 ports and port + 10008)",
     ),
     Service(
         name="sfn",
@@ -136,6 +138,7 @@ SERVICES: list[Service] = [
         command=lambda s: [sys.executable, "-m", "scones.twin.sfn_server"],
         available=_module_available("scones.twin.sfn_server"),
         start_timeout=60.0,
+        setting="SCONES_MOTO_PORT",
     ),
     Service(
         name="endpoint",
@@ -146,6 +149,7 @@ SERVICES: list[Service] = [
         health_path="/ping",
         command=lambda s: [sys.executable, "-m", "scones.twin.endpoint_server"],
         available=_module_available("scones.twin.endpoint_server"),
+        setting="SCONES_ENDPOINT_PORT",
     ),
 ]
 
@@ -300,7 +304,7 @@ def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
         if port_in_use(settings.host, port):
             raise ServiceError(
                 f"{service.name}: port {port} on {settings.host} is taken by another program; "
-                f"stop it or choose other ports (SCONES_S3_PORT, SCONES_MOTO_PORT, SCONES_ENDPOINT_PORT)"
+                f"stop it or set {service.setting or 'another port'}"
             )
     for folder in ("pids", "logs", "s3"):
         (settings.home / folder).mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,10 @@ def test_up_refuses_a_port_taken_by_another_program(
         port = squatter.getsockname()[1]
         settings = replace(twin_settings, home=tmp_path, endpoint_port=port)
         endpoint = next(s for s in services.SERVICES if s.name == "endpoint")
-        with pytest.raises(services.ServiceError, match=f"port {port} .* taken by another program"):
+        with pytest.raises(
+            services.ServiceError,
+            match=f"port {port} .* taken by another program; stop it or set SCONES_ENDPOINT_PORT",
+        ):
             services.start_service(settings, endpoint)
     assert not services.pid_file(settings, endpoint).exists()
 
