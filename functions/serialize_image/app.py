@@ -211,17 +211,33 @@ def _inspect_png(data: bytes) -> ImageInfo:
     expected = _png_expected_size(
         width, height, _PNG_COLOUR_TYPES[colour][0], depth, interlace == 1
     )
-    inflater = zlib.decompressobj()
-    try:
-        pixels = inflater.decompress(bytes(idat), expected + 1)
-    except zlib.error as exc:
-        raise NotAnImageError(f"PNG image data does not inflate: {exc}") from None
-    if len(pixels) != expected or not inflater.eof:
+    size = _inflated_size(bytes(idat), expected + 1)
+    if size != expected:
         raise NotAnImageError(
-            f"PNG image data holds {len(pixels)}{'+' if not inflater.eof else ''} bytes, "
+            f"PNG image data holds {size}{'+' if size > expected else ''} bytes, "
             f"the header promises {expected}"
         )
     return ImageInfo("PNG", "image/png", width, height)
+
+
+def _inflated_size(stream: bytes, limit: int) -> int:
+    """Inflate a zlib stream in 1 MiB steps, counting (not keeping) the bytes, up to ``limit``.
+
+    Memory stays small whatever the header claims; an incomplete stream is ``NotAnImageError``.
+    """
+    inflater = zlib.decompressobj()
+    total, pending = 0, stream
+    try:
+        while pending and total < limit:
+            total += len(inflater.decompress(pending, min(1 << 20, limit - total)))
+            pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+    except zlib.error as exc:
+        raise NotAnImageError(f"PNG image data does not inflate: {exc}") from None
+    if total < limit and not inflater.eof:
+        raise NotAnImageError("PNG image data is truncated (the zlib stream does not end)")
+    return total
 
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

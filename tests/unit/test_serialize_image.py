@@ -215,6 +215,7 @@ NOT_IMAGES = {
     "PNG with corrupt pixel data": (None, "CRC"),
     "PNG with too few pixels": (_png(4, 4, b"\x00" * 10), "promises"),
     "PNG with too many pixels": (_png(1, 1, b"\x00" * 40), "promises"),
+    "PNG with a truncated zlib stream": (None, "zlib stream does not end"),
     "PNG 0x0": (_png(0, 0, b""), "implausible size"),
     "PNG 100000 pixels wide": (_png(100_000, 1, b""), "implausible size"),
     "PNG bad bit depth": (
@@ -238,6 +239,14 @@ def _derived(name: str) -> bytes:
         return _bad_crc(png)
     if name == "PNG with corrupt pixel data":
         return _flip_idat_byte(png)
+    if name == "PNG with a truncated zlib stream":
+        raw = zlib.compress(bytes(range(256)) * 8)[:-6]
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", raw)
+            + _png_chunk(b"IEND", b"")
+        )
     if name == "JPEG cut short":
         jpeg = image_bytes("JPEG")
         return jpeg[: len(jpeg) - 10]
@@ -352,3 +361,25 @@ def test_every_error_is_a_distinct_named_class(serialize: ModuleType) -> None:
         )
     }
     assert len(names) == 6
+
+
+def test_a_decompression_bomb_is_refused_in_little_memory(serialize: ModuleType) -> None:
+    """100 KB of IDAT that inflates to 100 MB: counted in 1 MiB steps, never held."""
+    import tracemalloc
+
+    stream = zlib.compress(b"\x00" * (100 * 1024 * 1024), 9)
+    assert len(stream) < serialize.DEFAULT_MAX_IMAGE_BYTES
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16384, 16384, 8, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", stream)
+        + _png_chunk(b"IEND", b"")
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(serialize.NotAnImageError, match="header promises"):
+            serialize.inspect_image(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"

@@ -351,3 +351,17 @@ def test_allowed_thresholds_are_json_numbers_for_the_asl(template: dict[str, Any
     for value in ("0.93", "1", "1.00", "0.5", "0.05", ".9", "1.", "01"):
         if re.fullmatch(pattern, value):
             assert 0 < json.loads(value) <= 1, value
+
+
+@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
+def test_handlers_never_print(folder: str) -> None:
+    """Handlers log structured lines through `logging`; print() could leak events or image data."""
+    tree = ast.parse((PROJECT / "functions" / folder / "app.py").read_text())
+    prints = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "print"
+    ]
+    assert not prints, f"print() in functions/{folder}/app.py at lines {prints}"
