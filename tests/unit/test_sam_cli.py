@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sam_helpers import HANDLERS, PROJECT, sam_executable
+from sam_helpers import HANDLERS, PROJECT, load_template, sam_executable
 
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
 
@@ -68,6 +68,12 @@ def test_cfn_lint(tmp_path: Path) -> None:
 
 
 def test_sam_build_without_containers(tmp_path: Path) -> None:
+    runtime = load_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
+    env = sam_env(tmp_path)
+    if shutil.which(runtime, path=env["PATH"]) is None:
+        pytest.fail(
+            f"sam build needs {runtime} on PATH (the template's runtime): install it, e.g. with pyenv"
+        )
     build = tmp_path / "build"
     result = run(
         [
