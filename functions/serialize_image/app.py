@@ -362,11 +362,12 @@ def inspect_image(data: bytes) -> ImageInfo:
 # S3
 
 
-def read_object(s3: Any, bucket: str, key: str, limit: int) -> bytes:
-    """Return the bytes of ``s3://bucket/key``, refusing objects larger than ``limit``.
+def read_object(s3: Any, bucket: str, key: str, limit: int) -> tuple[bytes, str]:
+    """Return the bytes of ``s3://bucket/key`` and the key they were read from.
 
     When the key is not found and looks URL-encoded (S3 event notifications encode keys, a
-    space as ``+``), the decoded key is tried as well. Raises ``ImageNotFoundError`` for a
+    space as ``+``), the decoded key is tried as well, and returned when it exists. Objects
+    larger than ``limit`` are refused. Raises ``ImageNotFoundError`` for a
     missing bucket or key, ``ImageAccessDeniedError`` when S3 refuses access, and
     ``ImageTooLargeError`` before downloading an object that is too large.
     """
@@ -379,6 +380,7 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> bytes:
         if decoded == key:
             raise
         response = _get_object(s3, bucket, decoded)
+        key = decoded
     size = int(response.get("ContentLength", 0))
     body = response["Body"]
     try:
@@ -389,7 +391,7 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> bytes:
         body.close()
     if len(data) > limit:
         raise ImageTooLargeError(_too_large(bucket, key, len(data), limit))
-    return data
+    return data, key
 
 
 def _get_object(s3: Any, bucket: str, key: str) -> Any:
@@ -416,14 +418,14 @@ def _too_large(bucket: str, key: str, size: int, limit: int) -> str:
     )
 
 
-def serialize_image(s3: Any, bucket: str, key: str, limit: int) -> tuple[str, ImageInfo, int]:
-    """Read and check the image; return ``(base64 text, image info, size in bytes)``."""
-    data = read_object(s3, bucket, key, limit)
+def serialize_image(s3: Any, bucket: str, key: str, limit: int) -> tuple[str, str, ImageInfo, int]:
+    """Read and check the image; return ``(key read, base64 text, image info, size in bytes)``."""
+    data, key = read_object(s3, bucket, key, limit)
     try:
         info = inspect_image(data)
     except NotAnImageError as exc:
         raise NotAnImageError(f"s3://{bucket}/{key}: {exc}") from None
-    return base64.b64encode(data).decode("ascii"), info, len(data)
+    return key, base64.b64encode(data).decode("ascii"), info, len(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,7 +449,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Lambda entry point: ``{"s3_bucket", "s3_key"}`` -> the event plus ``image_data``."""
     bucket, key = parse_event(event)
     limit = max_image_bytes()
-    image_data, info, size = serialize_image(s3_client(), bucket, key, limit)
+    key, image_data, info, size = serialize_image(s3_client(), bucket, key, limit)
     logger.info(
         "serialized image",
         extra={

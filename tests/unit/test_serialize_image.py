@@ -102,6 +102,7 @@ def test_url_encoded_keys_from_s3_events_are_decoded_when_needed(
     put(s3, "incoming/my bike.png", png)
     result = serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": "incoming/my+bike.png"}, None)
     assert base64.b64decode(result["image_data"]) == png
+    assert result["s3_key"] == "incoming/my bike.png"  # the key that exists
 
 
 def test_logs_carry_no_image_data(
