@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import os
 import pickle
 import random
@@ -215,7 +216,16 @@ def main(argv: list[str] | None = None) -> int:
             print("building the tiny test model (no --model and no .scones/model) ...", flush=True)
             model = build_tiny_model(Path(tmp) / "model")
         with private_twin(Path(tmp) / "home") as (settings, pids):
-            return run(settings, pids, model, pngs, levels, args)
+            code = run(settings, pids, model, pngs, levels, args)
+        written = dropped = 0
+        log = Path(tmp) / "home" / "logs" / "endpoint.log"
+        for line in log.read_text().splitlines():
+            if '"capture writer closed"' in line:
+                entry = json.loads(line)
+                written += entry["records"]
+                dropped += entry["dropped"]
+        print(f"endpoint workers at shutdown: {written} capture records written, {dropped} dropped")
+        return code
 
 
 def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-untyped-def]
@@ -286,6 +296,7 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     print(f"whole twin idle RSS right after `up`: {sum(fresh_twin.values()):.0f} MiB ({fresh})")
     print(f"whole twin idle RSS, model loaded: {total:.0f} MiB ({parts}) (target under 1024 MiB)")
     s3 = boto3.client("s3")
+    time.sleep(3)  # one more flush interval
     files = records = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
