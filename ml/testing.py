@@ -148,14 +148,15 @@ def build_cifar_archive(
 def build_tiny_model(
     workdir: Path,
     *,
-    epochs: int = 3,
+    epochs: int = 6,
     seed: int = 0,
     classes: tuple[str, ...] = ("bicycle", "motorcycle"),
 ) -> Path:
     """Build a real ``model.tar.gz`` through the real ETL and training path, in seconds.
 
     Uses a synthetic archive (``build_cifar_archive``), ``ml.etl.extract`` and
-    ``ml.train_cli.train_local`` (width 8, ``epochs`` epochs). Returns the tarball's path.
+    ``ml.train_cli.train_local`` (width 8, batch 8, ``epochs`` epochs, 1 thread): a model that
+    separates the synthetic classes. Returns the path of ``workdir/model/model.tar.gz``.
     """
     from ml.etl import extract
     from ml.train_cli import train_local
@@ -170,7 +171,7 @@ def build_tiny_model(
         out,
         epochs=epochs,
         seed=seed,
-        extra=["--width", "8", "--batch-size", "16", "--threads", "1"],
+        extra=["--width", "8", "--batch-size", "8", "--threads", "1"],
         progress=False,
     )
     return out / "model.tar.gz"

@@ -212,6 +212,15 @@ def _augment(batch: Any, gen: Any) -> Any:
     return out
 
 
+def one_cycle(step: int, total: int, warmup: float = 0.25, floor: float = 0.04) -> float:
+    """Learning-rate factor: linear warm-up to 1 over ``warmup`` of the steps, then cosine down."""
+    rise = max(1, round(total * warmup))
+    if step < rise:
+        return floor + (1.0 - floor) * (step + 1) / rise
+    progress = min(1.0, (step - rise + 1) / max(1, total - rise))
+    return floor / 10 + (1.0 - floor / 10) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _param_groups(net: Any, weight_decay: float) -> list[dict[str, Any]]:
     decay: list[Any] = []
     no_decay: list[Any] = []
@@ -288,6 +297,9 @@ def onnx_benchmark(model_path: Path, x: np.ndarray, threads: int = 1) -> dict[st
 
 def run(args: Any) -> dict[str, Any]:
     """Train, evaluate and write the model folder; return the report (also in metrics.json)."""
+    for channel, split in ((Path(args.train), "train"), (Path(args.test), "test")):
+        _find_manifest(channel, split)  # fail fast, before importing torch
+    read_classes(Path(args.train))
     import torch
 
     previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
@@ -312,6 +324,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
 
+    if args.epochs < 1 or args.batch_size < 1 or args.width < 1:
+        raise TrainingDataError("epochs, batch size and width must be at least 1")
     train_dir, test_dir = Path(args.train), Path(args.test)
     classes = read_classes(train_dir)
     xtr_u8, ytr_np = load_split(train_dir, "train")
@@ -334,8 +348,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
     total_steps = max(1, args.epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=total_steps, pct_start=0.25, anneal_strategy="cos"
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: one_cycle(step, total_steps)
     )
     bar: Any = None
     if args.progress:

@@ -1,0 +1,254 @@
+"""Training: the real script on tiny synthetic data, the package layout, the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml import train, train_cli
+from ml.etl import extract
+from ml.testing import build_cifar_archive
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--width", "4", "--batch-size", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    archive = build_cifar_archive(root / "a.tar.gz", {"bicycle": 16, "motorcycle": 16}, n_test=4)
+    extract(archive, root / "data", progress=False)
+    return root / "data"
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["train", *argv])
+    return int(args.func(args))
+
+
+def test_model_tar_layout(tiny_model_tar: Path) -> None:
+    with tarfile.open(tiny_model_tar) as tar:
+        names = sorted(tar.getnames())
+        assert names == sorted(
+            [
+                "model.onnx",
+                "classes.json",
+                "metrics.json",
+                "code/inference.py",
+                "code/requirements.txt",
+            ]
+        )
+        meta = json.load(tar.extractfile("classes.json"))  # type: ignore[arg-type]
+    assert meta["classes"] == ["bicycle", "motorcycle"] and meta["image_size"] == 32
+    assert len(meta["mean"]) == len(meta["std"]) == 3 and all(s > 0 for s in meta["std"])
+
+
+def test_onnx_graph_contract(tiny_model_dir: Path) -> None:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(
+        str(tiny_model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (inp,) = sess.get_inputs()
+    (out,) = sess.get_outputs()
+    assert inp.name == "input" and inp.shape[1:] == [3, 32, 32] and inp.type == "tensor(float)"
+    assert out.name == "probabilities" and out.shape[1] == 2
+    x = np.random.default_rng(0).normal(size=(7, 3, 32, 32)).astype(np.float32)
+    probs = sess.run(None, {"input": x})[0]
+    assert probs.shape == (7, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # mirror-image averaging is part of the graph: a mirrored input gives the same output
+    np.testing.assert_allclose(sess.run(None, {"input": x[..., ::-1].copy()})[0], probs, atol=1e-5)
+
+
+def test_report_is_complete_and_the_tiny_model_learned(tiny_model_dir: Path) -> None:
+    report = json.loads((tiny_model_dir / "metrics.json").read_text())
+    for key in (
+        "accuracy",
+        "coverage",
+        "precision_covered",
+        "ece",
+        "train_seconds",
+        "model_bytes",
+        "parameters",
+        "latency_single_ms",
+        "throughput_batch64_img_s",
+        "onnx_max_abs_diff",
+    ):
+        assert report[key] is not None, key
+    assert report["model_bytes"] == (tiny_model_dir / "model.onnx").stat().st_size
+    assert report["onnx_max_abs_diff"] < 1e-4
+    assert report["n_train"] == 48 and report["n_test"] == 12
+    assert report["accuracy"] >= 0.9  # the synthetic classes are easy
+
+
+def test_classification_report_by_hand() -> None:
+    probs = np.array([[0.99, 0.01], [0.2, 0.8], [0.95, 0.05], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 0])
+    r = train.classification_report(probs, labels)
+    assert r["accuracy"] == 0.5
+    assert r["coverage"] == 0.5  # 0.99 and 0.95
+    assert r["precision_covered"] == 0.5
+    # 15 bins: 0.99 (right) and 0.95 (wrong) share (0.933, 1]; 0.8 (right), 0.6 (wrong) alone
+    expected = 2 / 4 * abs(0.5 - 0.97) + 1 / 4 * abs(1 - 0.8) + 1 / 4 * abs(0 - 0.6)
+    assert r["ece"] == pytest.approx(expected)
+    assert (
+        train.classification_report(np.array([[0.6, 0.4]]), np.array([0]))["precision_covered"]
+        is None
+    )
+
+
+def test_training_is_deterministic(tiny_data: Path, tmp_path: Path) -> None:
+    reports = []
+    for run in ("a", "b"):
+        reports.append(
+            train_cli.train_local(
+                tiny_data, tmp_path / run, epochs=2, seed=3, extra=FAST, progress=False
+            )
+        )
+    for key in ("accuracy", "ece", "nll", "final_train_loss"):
+        assert reports[0][key] == reports[1][key], key
+    other = train_cli.train_local(
+        tiny_data, tmp_path / "c", epochs=2, seed=4, extra=FAST, progress=False
+    )
+    assert other["nll"] != reports[0]["nll"]
+
+
+def test_script_mode_with_sagemaker_environment(tiny_data: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update(
+        {
+            "SM_MODEL_DIR": str(tmp_path / "model"),
+            "SM_CHANNEL_TRAIN": str(tiny_data),
+            "SM_CHANNEL_TEST": str(tiny_data),
+            "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"),
+        }
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "ml" / "train.py"),
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--batch_size",
+            "8",
+            "--progress",
+            "0",
+            "--unknown-hp",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ignoring unknown arguments: --unknown-hp 1" in proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["n_train"] == 32 and report["n_test"] == 8
+    names = sorted(
+        p.relative_to(tmp_path / "model").as_posix()
+        for p in (tmp_path / "model").rglob("*")
+        if p.is_file()
+    )
+    assert names == [
+        "classes.json",
+        "code/inference.py",
+        "code/requirements.txt",
+        "metrics.json",
+        "model.onnx",
+    ]
+    assert (tmp_path / "output" / "metrics.json").is_file()
+    assert len(json.loads((tmp_path / "output" / "history.json").read_text())) == 1
+
+
+def test_script_mode_missing_channel(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "ml" / "train.py"),
+            "--train",
+            str(tmp_path),
+            "--test",
+            str(tmp_path),
+            "--model-dir",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "TrainingDataError" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_prints_table_and_writes_outputs(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    assert (
+        cli(
+            "--data",
+            str(tiny_data),
+            "--model-dir",
+            str(out),
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    for label in (
+        "test accuracy",
+        "coverage (top prob >= 0.93)",
+        "precision among covered",
+        "calibration error (ECE)",
+        "training time",
+        "model size (ONNX)",
+        "latency, 1 image (onnxruntime)",
+        "throughput, batch 64",
+    ):
+        assert label in text
+    assert (out / "model.tar.gz").is_file() and (out / "metrics.json").is_file()
+    assert [
+        p.name for p in out.iterdir() if p.name.startswith("scones-train-")
+    ] == []  # temp removed
+
+
+def test_cli_without_etl_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("--data", str(tmp_path), "--model-dir", str(tmp_path / "m")) == 2
+    err = capsys.readouterr().err
+    assert "scones etl" in err and err.count("\n") == 1
+
+
+def test_bad_manifest_is_named(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(tiny_data, data)
+    (data / "train.lst").write_text("0\t0\ttrain/missing.png\n")
+    assert cli("--data", str(data), "--model-dir", str(tmp_path / "m"), "--quiet") == 2
+    assert "TrainingDataError" in capsys.readouterr().err
+    (data / "train.lst").write_text("just one column\n")
+    with pytest.raises(train.TrainingDataError, match="index<TAB>label<TAB>path"):
+        train.load_split(data, "train")
