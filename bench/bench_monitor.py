@@ -5,6 +5,9 @@ captures it; two-class JSON probabilities) and runs ``scones monitor`` on each i
 so peak RSS is that run's own. Prints one table; the figures and report are part of every run.
 
 Usage: .venv/bin/python bench/bench_monitor.py [--sizes 10000,100000] [--per-file 50] [--keep DIR]
+       [--s3 BUCKET]   also upload each generated folder to s3://BUCKET/bench-monitor/ (boto3's
+                       standard settings: after `eval "$(scones env)"` the twin's SeaweedFS) and
+                       run the monitor on that prefix; the objects are deleted afterwards
 """
 
 from __future__ import annotations
@@ -92,10 +95,10 @@ def _record(rng: random.Random, payload: str, when: datetime) -> dict[str, objec
     }
 
 
-def run_monitor(source: Path, output: Path) -> tuple[float, float, int]:
+def run_monitor(source: str, output: Path) -> tuple[float, float, int]:
     """Run ``scones monitor`` in a fresh process; return (seconds, peak RSS MiB, exit code)."""
     command = [
-        sys.executable, "-m", "scones.cli", "monitor", str(source), "--output", str(output),
+        sys.executable, "-m", "scones.cli", "monitor", source, "--output", str(output),
         "--no-progress", "--classes", "bicycle,motorcycle",
     ]  # fmt: skip
     started = time.perf_counter()
@@ -109,6 +112,37 @@ def run_monitor(source: Path, output: Path) -> tuple[float, float, int]:
     if proc.stderr:
         proc.stderr.close()
     return seconds, usage.ru_maxrss / 1024, code
+
+
+def upload(folder: Path, bucket: str, prefix: str) -> float:
+    """Upload a capture folder under ``prefix`` with 8 threads; return seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    client = boto3.client("s3")
+    paths = sorted(folder.rglob("*.jsonl"))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda p: client.upload_file(
+                    str(p), bucket, f"{prefix}{p.relative_to(folder).as_posix()}"
+                ),
+                paths,
+            )
+        )
+    return time.perf_counter() - started
+
+
+def delete_prefix(bucket: str, prefix: str) -> None:
+    import boto3
+
+    client = boto3.client("s3")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
 
 def main(argv: list[str]) -> int:
@@ -128,6 +162,9 @@ def main(argv: list[str]) -> int:
         help="runs per size; the median is shown (default %(default)s)",
     )
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    parser.add_argument(
+        "--s3", metavar="BUCKET", help="also run on an S3 copy in this (existing) bucket"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-monitor-"))
@@ -149,23 +186,40 @@ def main(argv: list[str]) -> int:
                     )
                 files = sum(1 for _ in folder.rglob("*.jsonl"))
                 cases.append((f"generated, {per_file}/file", folder, size, files))
+        if args.s3:
+            for label, folder, size, files in list(cases):
+                if label.startswith("generated"):
+                    prefix = f"bench-monitor/{folder.name}/"
+                    seconds = upload(folder, args.s3, prefix)
+                    print(
+                        f"uploaded {files:,} files to s3://{args.s3}/{prefix} in {seconds:.1f} s",
+                        flush=True,
+                    )
+                    cases.append((label.replace("generated", "S3"), folder, size, files))
         for label, folder, size, files in cases:
             mb = sum(p.stat().st_size for p in folder.rglob("*.jsonl")) / 2**20
+            source = (
+                f"s3://{args.s3}/bench-monitor/{folder.name}"
+                if label.startswith("S3")
+                else str(folder)
+            )
             runs = []
             for _ in range(args.repeat):
                 out = work / "out"
                 shutil.rmtree(out, ignore_errors=True)
-                runs.append(run_monitor(folder, out))
+                runs.append(run_monitor(source, out))
             runs.sort()
             seconds, _rss, code = runs[len(runs) // 2]
             peak = max(r[1] for r in runs)
             rows.append((label, size, files, mb, seconds, size / seconds, peak, code))
     finally:
+        if args.s3:
+            delete_prefix(args.s3, "bench-monitor/")
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(
-        f"scones monitor, local folder, median of {args.repeat} runs (whole command: start-up, read, CSV, figures, report)"
+        f"scones monitor, median of {args.repeat} runs (whole command: start-up, read, CSV, figures, report)"
     )
     print(
         f"{'source':<22} {'records':>9} {'files':>7} {'MiB':>7} {'seconds':>8} {'records/s':>10} {'peak RSS MiB':>13} {'exit':>5}"

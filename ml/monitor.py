@@ -25,11 +25,11 @@ from ml.monitor_capture import (
     CaptureSourceError,
     MalformedCaptureError,
     in_window,
+    iter_captures,
     list_local,
     list_s3,
     parse_record,
     parse_time,
-    read_lines,
     split_s3_uri,
 )
 from ml.monitor_report import (
@@ -175,18 +175,25 @@ def classes_from_twin(
 def list_source(source: str, s3_client: Callable[[], Any]) -> list[CaptureFile]:
     """List the capture files of a local folder or an S3 prefix."""
     if source.startswith("s3://"):
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
 
         bucket, prefix = split_s3_uri(source)
         try:
             return list_s3(s3_client(), bucket, prefix)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            raise CaptureSourceError(
-                f"cannot list {source}: {error.get('Code', 'error')} ({error.get('Message', '')})".rstrip(
-                    " ()"
-                )
-            ) from None
+            detail = error.get("Code") or "error"
+            if error.get("Message"):
+                detail += f" ({error['Message']})"
+            raise CaptureSourceError(f"cannot list {source}: {detail}") from None
+        except (NoCredentialsError, EndpointConnectionError) as exc:
+            hint = 'for the offline twin: eval "$(scones env)" after scones up'
+            raise CaptureSourceError(f"cannot list {source}: {exc} ({hint})") from None
         except BotoCoreError as exc:
             raise CaptureSourceError(f"cannot list {source}: {exc}") from None
     return list_local(Path(source))
@@ -257,18 +264,19 @@ def run_monitor(
             collector.error(ParseError(capture.location, line, reason))
             errors_csv.writerow([capture.location, line, reason])
 
+        s3 = options.source.startswith("s3://")
         progress = tqdm(
-            files, unit="file", desc="reading captures", disable=None if options.progress else True
+            total=len(files),
+            unit="file",
+            desc="reading captures",
+            disable=None if options.progress else True,
         )
-        for capture in progress:
+        for capture, lines in iter_captures(files, client() if s3 else None):
             endpoint = capture.endpoint or (options.endpoint or "")
             collector.files_read += 1
             number = 0
             try:
-                for number, line in enumerate(
-                    read_lines(capture, client() if capture.location.startswith("s3://") else None),
-                    1,
-                ):
+                for number, line in enumerate(lines, 1):
                     if not line.strip():
                         continue
                     collector.records_seen += 1
@@ -308,6 +316,7 @@ def run_monitor(
                     "capture file unreadable", extra={"file": capture.location, "error": repr(exc)}
                 )
                 error(capture, number, f"file could not be read: {exc.__class__.__name__}: {exc}")
+            progress.update(1)
             progress.set_postfix(
                 records=collector.count, errors=collector.errors_total, refresh=False
             )

@@ -16,7 +16,9 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -270,18 +272,57 @@ def list_s3(client: Any, bucket: str, prefix: str) -> list[CaptureFile]:
     return found
 
 
-def read_lines(capture: CaptureFile, s3_client: Any = None) -> Iterator[bytes]:
-    """Yield the lines of one capture file without loading it whole."""
-    if capture.location.startswith("s3://"):
-        bucket, _, key = capture.location[5:].partition("/")
-        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
-        try:
-            yield from body.iter_lines(chunk_size=64 * 1024)
-        finally:
-            body.close()
-    else:
-        with open(capture.location, "rb") as handle:
-            yield from handle
+def read_lines(capture: CaptureFile) -> Iterator[bytes]:
+    """Yield the lines of one local capture file without loading it whole."""
+    with open(capture.location, "rb") as handle:
+        yield from handle
+
+
+def _fetch(capture: CaptureFile, s3_client: Any) -> bytes:
+    bucket, _, key = capture.location[5:].partition("/")
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return bytes(body.read())
+    finally:
+        body.close()
+
+
+def _raising(exc: BaseException) -> Iterator[bytes]:
+    raise exc
+    yield b""  # pragma: no cover - makes this a generator
+
+
+def iter_captures(
+    files: Sequence[CaptureFile], s3_client: Any = None, prefetch: int = 8
+) -> Iterator[tuple[CaptureFile, Iterator[bytes]]]:
+    """Yield each file with an iterator over its lines, in order.
+
+    Local files are streamed line by line. S3 objects are fetched ``prefetch`` at a time on
+    threads (one boto3 call costs milliseconds of waiting), so at most ``prefetch`` + 1 objects
+    are held at once. A file that cannot be fetched yields an iterator that raises the error.
+    """
+    if not any(f.location.startswith("s3://") for f in files):
+        for capture in files:
+            yield capture, read_lines(capture)
+        return
+    with ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="capture-fetch") as pool:
+        queue: deque[tuple[CaptureFile, Future[bytes]]] = deque()
+        upcoming = iter(files)
+        for capture in upcoming:
+            queue.append((capture, pool.submit(_fetch, capture, s3_client)))
+            if len(queue) >= prefetch:
+                break
+        while queue:
+            capture, future = queue.popleft()
+            following = next(upcoming, None)
+            if following is not None:
+                queue.append((following, pool.submit(_fetch, following, s3_client)))
+            try:
+                body = future.result()
+            except Exception as exc:  # reported by the caller as this file's error
+                yield capture, _raising(exc)
+                continue
+            yield capture, iter(body.splitlines())
 
 
 def in_window(capture: CaptureFile, since: datetime | None, until: datetime | None) -> bool:
