@@ -253,6 +253,17 @@ def draw_figures(
                 rasterized=True,
                 linewidths=0,
             )
+    chunks = np.split(conf[np.argsort(index, kind="stable")], np.cumsum(volume)[:-1])
+    medians = np.array([np.median(c) if len(c) else np.nan for c in chunks])
+    if n_buckets > 1:
+        ax.plot(
+            bar_dates + bar_width / 0.9 / 2,
+            medians,
+            color="black",
+            linewidth=1.2,
+            marker="." if n_buckets <= 72 else None,
+            label=f"median per {per}",
+        )
     ax.axhline(
         threshold, color="crimson", linestyle="--", linewidth=1.2, label=f"threshold {threshold:g}"
     )
@@ -362,6 +373,7 @@ def draw_figures(
         "bucket_start": starts.tolist(),
         "volume": volume.tolist(),
         "below_threshold": below.tolist(),
+        "median_confidence": medians.tolist(),
     }
     for k, name in enumerate(classes):
         series[f"class {name}"] = np.bincount(

@@ -55,6 +55,8 @@ def test_figures_show_the_real_records(real_report) -> None:  # type: ignore[no-
     assert series["class bicycle"][0] == 2 and series["class motorcycle"][0] == 0
     assert series["class bicycle"][19] + series["class motorcycle"][19] == 20
     assert series["class bicycle"][19] == 7  # 9 bicycles in all, 2 of them on Oct 15
+    assert series["median_confidence"][0] == pytest.approx(0.9388836622238159)
+    assert all(m != m for m in series["median_confidence"][1:19])  # NaN: no data those hours
 
 
 def test_report_is_self_contained_and_embeds_every_figure(real_report) -> None:  # type: ignore[no-untyped-def]
