@@ -152,3 +152,48 @@ def test_unreachable_s3_exit_4(
     assert err.startswith(
         f"scones monitor: cannot list s3://{BUCKET}/data_capture: Could not connect"
     )
+
+
+def test_reads_what_the_offline_twin_writes(s3: Any, tmp_path: Path, monitor_cli: Cli) -> None:
+    """Contract with the twin's capture writer: its files on S3 are this command's input."""
+    capture = pytest.importorskip("scones.twin.capture")
+    from monitor_helpers import PNG_1X1
+
+    writer = capture.CaptureWriter(lambda: boto3.client("s3", region_name="us-east-1"))
+    hours = [
+        datetime(2026, 11, 27, 18, 44, 5, tzinfo=UTC),
+        datetime(2026, 11, 27, 19, 2, 0, tzinfo=UTC),
+    ]
+    for i, (when, probs) in enumerate(zip(hours, ([0.97, 0.03], [0.4, 0.6]), strict=True)):
+        assert writer.submit(
+            capture.CaptureEvent(
+                destination=f"s3://{BUCKET}/data_capture",
+                endpoint="scones-image-classifier",
+                variant="AllTraffic",
+                input_data=PNG_1X1,
+                input_content_type="image/png",
+                output_data=json.dumps(probs).encode(),
+                output_content_type="application/json",
+                when=when,
+                event_id=f"ev-{i}",
+                inference_id=f"inf-{i}" if i else None,
+            )
+        )
+    assert writer.flush()
+    out = tmp_path / "o"
+    assert (
+        monitor_cli(
+            f"s3://{BUCKET}/data_capture", "-o", str(out), "--classes", "bicycle,motorcycle"
+        )
+        == EXIT_OK
+    )
+    rows = read_csv(out / "inferences.csv")
+    assert [
+        (r["time"], r["event_id"], r["inference_id"], r["endpoint"], r["variant"], r["predicted_label"],
+         r["passed_threshold"], r["input_bytes"])
+        for r in rows
+    ] == [
+        ("2026-11-27T18:44:05Z", "ev-0", "", "scones-image-classifier", "AllTraffic", "bicycle", "true", str(len(PNG_1X1))),
+        ("2026-11-27T19:02:00Z", "ev-1", "inf-1", "scones-image-classifier", "AllTraffic", "motorcycle", "false", str(len(PNG_1X1))),
+    ]  # fmt: skip
+    assert "/2026/11/27/18/" in rows[0]["source"] and "/2026/11/27/19/" in rows[1]["source"]
