@@ -231,7 +231,13 @@ def run_monitor(
             raise NoCapturesError(
                 f"no captures of endpoint {options.endpoint!r} under {options.source}"
             )
+    listed = len(files)
     files = [f for f in files if in_window(f, options.since, options.until)]
+    if not files:
+        raise NoCapturesError(
+            f"no captures in the window: the {listed:,} files under {options.source} are all "
+            "in hour folders outside --since/--until"
+        )
 
     classes: list[str] | None = list(options.classes) if options.classes else None
     classes_from = options.classes_from

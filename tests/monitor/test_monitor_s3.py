@@ -119,6 +119,22 @@ def test_window_prunes_hour_folders_and_unreadable_objects_are_reported(
     assert errors[0]["file"].endswith("-11.jsonl") and "NoSuchKey" in errors[0]["error"]
 
 
+def test_window_before_every_hour_folder_exit_3(
+    s3: Any, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(s3, "data_capture/ep/AllTraffic/2026/11/27/10/00-00-000-a.jsonl", [make_record()])
+    assert (
+        monitor_cli(
+            f"s3://{BUCKET}/data_capture", "-o", str(tmp_path / "o"), "--since", "2026-11-28"
+        )
+        == 3
+    )
+    assert capsys.readouterr().err.strip() == (
+        f"scones monitor: no captures in the window: the 1 files under s3://{BUCKET}/data_capture "
+        "are all in hour folders outside --since/--until"
+    )
+
+
 def test_missing_bucket_exit_4(
     s3: Any, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
