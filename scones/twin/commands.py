@@ -150,6 +150,41 @@ def ensure_bucket(s3: Any, bucket: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
+def deploy_workflow(settings: Settings, app: Any) -> tuple[dict[str, str], str]:
+    """Create or update the functions and the state machine of ``app`` in the twin's moto."""
+    lam, sfn, iam = twin_clients(settings, "lambda", "stepfunctions", "iam")
+    role_arn = _ensure_role(iam, f"{app.stack_name}-twin-role")
+    functions = {
+        logical_id: deploy_function(lam, spec, role_arn)
+        for logical_id, spec in app.functions.items()
+    }
+    return functions, deploy_state_machine(sfn, app.state_machine)
+
+
+def overrides_file(settings: Settings) -> Path:
+    """The parameter overrides of the last ``scones deploy --local`` (to restore after a restart)."""
+    return settings.home / "bridge" / "parameter_overrides.json"
+
+
+def restore_workflow(settings: Settings) -> bool:
+    """Re-create the last deployment's functions and state machine (moto keeps no state on disk).
+
+    The sfn server calls this when it starts and deployed.json exists, so ``scones down`` /
+    ``scones up`` keeps the deployment. Returns False when nothing was deployed yet.
+    """
+    from scones.twin.template import read_app
+
+    if not settings.deployed_file.exists():
+        return False
+    try:
+        overrides = json.loads(overrides_file(settings).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        overrides = {}
+    app = read_app(settings.project_root, region=settings.region, parameter_overrides=overrides)
+    deploy_workflow(settings, app)
+    return True
+
+
 def default_model(settings: Settings) -> Path:
     """Where ``scones train`` leaves the latest model by default."""
     return settings.home / "model" / "model.tar.gz"
@@ -174,14 +209,13 @@ def deploy_local(
         raise CommandError(
             f"no model at {model_path}: train one with `scones train` or pass --model PATH"
         )
-    lam, sfn, iam, s3 = twin_clients(settings, "lambda", "stepfunctions", "iam", "s3")
+    import tarfile
+
+    if not tarfile.is_tarfile(model_path):
+        raise CommandError(f"{model_path} is not a model.tar.gz (expected a tar archive)")
+    (s3,) = twin_clients(settings, "s3")
     try:
-        role_arn = _ensure_role(iam, f"{app.stack_name}-twin-role")
-        functions = {
-            logical_id: deploy_function(lam, spec, role_arn)
-            for logical_id, spec in app.functions.items()
-        }
-        machine_arn = deploy_state_machine(sfn, app.state_machine)
+        functions, machine_arn = deploy_workflow(settings, app)
         ensure_bucket(s3, app.bucket)
     except (EndpointConnectionError, ConnectionError) as exc:
         raise _unreachable(exc, settings) from None
@@ -219,6 +253,7 @@ def deploy_local(
             since=_keep_since(bridge.read_config(settings), app.bucket, app.incoming_prefix),
         ),
     )
+    _write_json(overrides_file(settings), dict(parameter_overrides or {}))
     _write_json(settings.deployed_file, deployed)
     return deployed
 
@@ -366,6 +401,7 @@ class ClassifyReport:
     results: list[ImageResult] = field(default_factory=list)
     skipped_files: int = 0
     seconds: float = 0.0
+    describe_calls: int = 0
 
     def counts(self) -> dict[str, Any]:
         classified = Counter(
@@ -391,6 +427,7 @@ class ClassifyReport:
             if self.seconds
             else None,
             "skipped_files": self.skipped_files,
+            "describe_calls": self.describe_calls,
             **counts,
             "items": [r.__dict__ for r in self.results],
         }
@@ -536,6 +573,7 @@ def classify(
                 # the first one still running (about one DescribeExecution per image).
                 for arn, (key, since) in list(in_flight.items()):
                     outcome = describe_outcome(sfn, arn)
+                    report.describe_calls += 1
                     if outcome.status == "RUNNING":
                         if time.monotonic() - since <= timeout_s:
                             break
@@ -586,6 +624,23 @@ def format_report(report: ClassifyReport) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+BYTES_FIELDS = frozenset({"image_data"})
+
+
+def redact(value: Any) -> Any:
+    """``value`` with image bytes (``image_data``) replaced by a short note, for printing."""
+    if isinstance(value, dict):
+        return {
+            k: f"<{len(v)} base64 characters>"
+            if k in BYTES_FIELDS and isinstance(v, str)
+            else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
 
 
 def _print_json(data: Any) -> None:
@@ -662,7 +717,8 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         shown = {"errorType": payload["errorType"], "errorMessage": payload["errorMessage"]}
         print(json.dumps(shown))
         return 1
-    print(json.dumps(payload, indent=2) if args.pretty else json.dumps(payload))
+    shown = payload if args.raw else redact(payload)
+    print(json.dumps(shown, indent=2) if args.pretty else json.dumps(shown))
     return 0
 
 
@@ -671,7 +727,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     payload = _read_json_arg(args.input)
     outcome = run_execution(settings, payload, args.timeout)
     if outcome.status == "SUCCEEDED":
-        print(json.dumps(outcome.output, indent=2))
+        print(json.dumps(outcome.output if args.raw else redact(outcome.output), indent=2))
         return 0
     print(
         json.dumps(
@@ -784,6 +840,7 @@ def register(subparsers: Any) -> None:
         help="event JSON, a file holding it, or - for stdin (default: {})",
     )
     p.add_argument("--pretty", action="store_true", help="indent the result JSON")
+    p.add_argument("--raw", action="store_true", help="print image_data too (default: its size)")
     p.set_defaults(func=_guarded(_cmd_invoke))
 
     p = subparsers.add_parser(
@@ -798,6 +855,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait (default: %(default)s)"
     )
+    p.add_argument("--raw", action="store_true", help="print image_data too (default: its size)")
     p.set_defaults(func=_guarded(_cmd_run))
 
     p = subparsers.add_parser(

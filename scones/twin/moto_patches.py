@@ -17,6 +17,8 @@ idempotent and does nothing at import time. What it changes, and why:
 * **Pooled parsed definitions**: an execution borrows a parsed program for its definition and
   returns it when it ends, so no two running executions share one (state lives in the
   execution's environment, but the pool removes any doubt). Timed-out programs are dropped.
+* **Cached service dispatch**: moto's server lists its own package folder on every request to
+  find the service; the list is computed once.
 * **Bounded memory**: finished executions beyond ``keep_executions`` per state machine are
   evicted (oldest first; running ones are never evicted), and dead worker threads are dropped
   from moto's ``TMP_THREADS`` list, which otherwise grows by several threads per execution.
@@ -270,6 +272,14 @@ def _patch_program_cache() -> None:
     ExecutionWorker._execution_logic = _execution_logic  # type: ignore[method-assign]
 
 
+def _patch_dispatch() -> None:
+    """moto's server lists its package folder (listdir + isdir per entry) on every request."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
 # --------------------------------------------------------------------------- bounded memory
 
 
@@ -324,7 +334,7 @@ def _patch_eviction() -> None:
 
 # --------------------------------------------------------------------------- entry point
 
-ALL_PATCHES = ("lambda", "clients", "jsonpath", "program_cache", "eviction")
+ALL_PATCHES = ("lambda", "clients", "jsonpath", "program_cache", "dispatch", "eviction")
 
 
 def apply(
@@ -338,6 +348,7 @@ def apply(
         "clients": _patch_clients,
         "jsonpath": _patch_jsonpath,
         "program_cache": _patch_program_cache,
+        "dispatch": _patch_dispatch,
         "eviction": _patch_eviction,
     }
     with _apply_lock:

@@ -75,6 +75,7 @@ def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
     port = server.get_host_and_port()[1]
     # moto's interpreter reaches its own service integrations on localhost:$MOTO_PORT.
     os.environ["MOTO_PORT"] = str(port)
+    _restore(settings, port)
     bridge = None
     if options.bridge:
         from scones.twin.bridge import Bridge
@@ -85,6 +86,23 @@ def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
         "sfn server listening on %s:%s (bridge %s)", options.host, port, "on" if bridge else "off"
     )
     return RunningServer(server, bridge, port)
+
+
+def _restore(settings: Settings, port: int) -> None:
+    """Re-create the last deployment (moto's state lives in memory only)."""
+    from dataclasses import replace
+
+    from scones.twin.commands import restore_workflow
+
+    try:
+        if restore_workflow(replace(settings, moto_port=port)):
+            LOG.info("restored the deployment of %s", settings.deployed_file)
+    except Exception as exc:  # noqa: BLE001 - the server still serves; deploy again to fix
+        LOG.warning(
+            "could not restore the last deployment (%s: %s); run `scones deploy --local`",
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _parse(argv: Sequence[str] | None, settings: Settings) -> ServerOptions:
@@ -109,8 +127,25 @@ def _parse(argv: Sequence[str] | None, settings: Settings) -> ServerOptions:
     )
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (default 8 per core): the server runs a thread per request and
+    several per execution, and many arenas let RSS creep up over thousands of executions."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM / SIGINT."""
+    limit_malloc_arenas()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

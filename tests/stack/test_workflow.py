@@ -123,6 +123,9 @@ def test_run_and_invoke_commands(
     boto3.client("s3").put_object(Bucket=deployed["bucket"], Key="manual/inv.png", Body=_png(0, 1))
     event = json.dumps({"s3_bucket": deployed["bucket"], "s3_key": "manual/inv.png"})
     assert main(["invoke", "SerializeImageFunction", "-e", event]) == 0
+    shown = json.loads(capsys.readouterr().out)  # image bytes are not printed by default
+    assert shown["image_data"].endswith("base64 characters>")
+    assert main(["invoke", "SerializeImageFunction", "-e", event, "--raw"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert base64.b64decode(result["image_data"]) == _png(0, 1)
     assert main(["invoke", "NoSuchFunction"]) == 1
@@ -202,3 +205,22 @@ def test_low_confidence_goes_to_review(
         assert rerun.counts()["review"] == 1
     finally:
         assert main([*argv, "ConfidenceThreshold=0.5"]) == 0
+
+
+def test_deployment_survives_a_restart_of_the_sfn_server(
+    deployed: dict[str, Any], twin_settings: Settings
+) -> None:
+    from scones.twin import services
+
+    sfn_service = next(s for s in services.available_services() if s.name == "sfn")
+    assert services.stop_service(twin_settings, sfn_service)
+    services.start_service(twin_settings, sfn_service)
+    deadline = time.monotonic() + 30
+    while not services.healthy(twin_settings, sfn_service):
+        assert time.monotonic() < deadline, "sfn server did not come back"
+        time.sleep(0.2)
+    boto3.client("s3").put_object(
+        Bucket=deployed["bucket"], Key="manual/after.png", Body=_png(0, 9)
+    )
+    info = _run(deployed, "manual/after.png", f"after-restart-{time.time_ns()}")
+    assert info["status"] == "SUCCEEDED", info
