@@ -393,6 +393,7 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
 
     prob_model = make_probability_model(net, bool(args.tta))
     probs = _predict(prob_model, xte, device)
+    other = _predict(make_probability_model(net, not args.tta), xte, device)
     report: dict[str, Any] = {
         "classes": classes,
         **classification_report(probs, yte_np),
@@ -406,6 +407,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
             for k in ("epochs", "batch_size", "lr", "weight_decay", "width", "seed", "tta")
         },
         "final_train_loss": history[-1]["loss"] if history else None,
+        # the same network with the other test-time setting, to show what mirror averaging does
+        ("without_tta" if args.tta else "with_tta"): classification_report(other, yte_np),
     }
 
     model_dir = Path(args.model_dir)
