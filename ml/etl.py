@@ -363,6 +363,7 @@ def upload_tree(
 def run(args: argparse.Namespace) -> int:
     """Handler of ``scones etl``."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     try:
@@ -388,11 +389,9 @@ def run(args: argparse.Namespace) -> int:
     except EtlError as exc:
         print(f"scones etl: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        if type(exc).__module__.startswith("botocore"):
-            print(f"scones etl: upload failed: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except (BotoCoreError, ClientError) as exc:
+        print(f"scones etl: upload failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -328,3 +328,27 @@ def test_shared_vehicles_archive(tmp_path: Path) -> None:
         "train": {"bicycle": 400, "motorcycle": 400},
         "test": {"bicycle": 100, "motorcycle": 100},
     }
+
+
+def test_cli_upload_to_missing_bucket_is_one_line(
+    small_archive: Path,
+    tmp_path: Path,
+    s3: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    rc = cli(
+        "--archive",
+        str(small_archive),
+        "--output",
+        str(tmp_path / "o"),
+        "--bucket",
+        "no-such-bucket",
+        "--quiet",
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "upload failed" in err and "NoSuchBucket" in err and "Traceback" not in err
