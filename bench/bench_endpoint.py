@@ -47,10 +47,17 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    server_cpu: float = 0.0  # CPU seconds of the endpoint's processes during the row
+    client_cpu: float = 0.0  # CPU seconds of this load generator during the row
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def capacity(self) -> float:
+        """Requests/s two otherwise idle cores could carry at this row's CPU cost per request."""
+        return 2 * self.requests / (self.server_cpu + self.client_cpu)
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -119,17 +126,40 @@ async def _connection(
     return errors
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids`` (from /proc; 0 for those gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 async def run_load(
-    name: str, port: int, requests: list[bytes], connections: int, total: int
+    name: str,
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    total: int,
+    server_pids: list[int] | None = None,
 ) -> Result:
     latencies: list[float] = []
     per = total // connections
+    pids = server_pids or []
+    server_before, client_before = cpu_seconds(pids), time.process_time()
     start = time.perf_counter()
     errors = await asyncio.gather(
         *[_connection(port, requests, per, c * 7, latencies) for c in range(connections)]
     )
     seconds = time.perf_counter() - start
-    return Result(name, connections, per * connections, seconds, latencies, sum(errors))
+    result = Result(name, connections, per * connections, seconds, latencies, sum(errors))
+    result.server_cpu = cpu_seconds(pids) - server_before
+    result.client_cpu = time.process_time() - client_before
+    return result
 
 
 def rss_mib(pid: int) -> float:
@@ -217,14 +247,20 @@ def main(argv: list[str] | None = None) -> int:
             model = build_tiny_model(Path(tmp) / "model")
         with private_twin(Path(tmp) / "home") as (settings, pids):
             code = run(settings, pids, model, pngs, levels, args)
-        written = dropped = 0
+        written = dropped = retried = 0
         log = Path(tmp) / "home" / "logs" / "endpoint.log"
         for line in log.read_text().splitlines():
+            if '"capture upload failed' in line:
+                retried += 1
+                print(f"  {line[:300]}")
             if '"capture writer closed"' in line:
                 entry = json.loads(line)
                 written += entry["records"]
                 dropped += entry["dropped"]
-        print(f"endpoint workers at shutdown: {written} capture records written, {dropped} dropped")
+        print(
+            f"endpoint workers at shutdown: {written} capture records written, {dropped} dropped, "
+            f"{retried} uploads retried"
+        )
         return code
 
 
@@ -251,12 +287,15 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     idle_endpoint = rss_mib(endpoint_pid)
     idle_twin = {name: rss_mib(pid) for name, pid in pids.items()}
 
+    from scones.twin import services
+
+    tree = services.process_tree(endpoint_pid)
     rows: list[Result] = []
     for name, requests in (("GET /ping", ping), ("POST invocations", invoke)):
         for c in levels:
-            rows.append(asyncio.run(run_load(name, port, requests, c, args.requests)))
+            rows.append(asyncio.run(run_load(name, port, requests, c, args.requests, tree)))
     top = max(levels)
-    rows.append(asyncio.run(run_load("invocations, no DC", port, nocap, top, args.requests)))
+    rows.append(asyncio.run(run_load("invocations, no DC", port, nocap, top, args.requests, tree)))
 
     samples = []
     chunk = max(1, args.memory_requests // 10)
@@ -273,11 +312,20 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
         f"client and server on the same {os.cpu_count()} cores; {args.requests} requests per row; "
         f"load average at start {load_before:.1f}, at end {os.getloadavg()[0]:.1f}\n"
     )
-    print(f"{'request':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    print(
+        f"{'request':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'srv CPU ms/req':>14} {'cli CPU ms/req':>14} {'2-core cap/s':>12}"
+    )
     for r in rows:
         print(
-            f"{r.name:<20} {r.connections:>5} {r.rps:>8.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f} {r.errors:>6}"
+            f"{r.name:<20} {r.connections:>5} {r.rps:>8.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f} "
+            f"{r.errors:>6} {1000 * r.server_cpu / r.requests:>14.3f} "
+            f"{1000 * r.client_cpu / r.requests:>14.3f} {r.capacity:>12.0f}"
         )
+    print(
+        "(2-core cap/s = 2 CPU-seconds / (server + client CPU per request): what two idle cores "
+        "would carry at this CPU cost)"
+    )
     best = max((r for r in rows if r.name == "POST invocations"), key=lambda r: r.rps)
     floor = max((r for r in rows if r.name == "GET /ping"), key=lambda r: r.rps)
     print(
@@ -296,15 +344,23 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     print(f"whole twin idle RSS right after `up`: {sum(fresh_twin.values()):.0f} MiB ({fresh})")
     print(f"whole twin idle RSS, model loaded: {total:.0f} MiB ({parts}) (target under 1024 MiB)")
     s3 = boto3.client("s3")
-    time.sleep(3)  # one more flush interval
-    files = records = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            files += 1
-            records += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(b"\n")
     sent = 400 + sum(r.requests for r in rows if r.name == "POST invocations")
     sent += 10 * (chunk // 32 * 32)
-    print(f"Data Capture: {records} records in {files} files for {sent} invocations")
+    waited = time.perf_counter()
+    while True:
+        files = records = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                files += 1
+                records += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(b"\n")
+        if records >= sent or time.perf_counter() - waited > 30:
+            break
+        time.sleep(1)
+    waited = time.perf_counter() - waited
+    print(
+        f"Data Capture: {records} records in {files} files for {sent} invocations "
+        f"(counted {waited + 2.5:.1f} s after the last request)"
+    )
     failed = sum(r.errors for r in rows)
     return 1 if failed else 0
 
