@@ -167,6 +167,10 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        "load average (1, 5, 15 min) at the start: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-monitor-"))
     rows = []
     try:
@@ -218,6 +222,9 @@ def main(argv: list[str]) -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print()
+    print(
+        "load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     print(
         f"scones monitor, median of {args.repeat} runs (whole command: start-up, read, CSV, figures, report)"
     )
