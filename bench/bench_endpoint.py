@@ -347,12 +347,14 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     sent = 400 + sum(r.requests for r in rows if r.name == "POST invocations")
     sent += 10 * (chunk // 32 * 32)
     waited = time.perf_counter()
+    counted: dict[str, int] = {}  # capture files are written once: read each once
     while True:
-        files = records = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
-                files += 1
-                records += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(b"\n")
+                if obj["Key"] not in counted:
+                    body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                    counted[obj["Key"]] = body.count(b"\n")
+        files, records = len(counted), sum(counted.values())
         if records >= sent or time.perf_counter() - waited > 30:
             break
         time.sleep(1)
