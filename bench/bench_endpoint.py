@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         with private_twin(Path(tmp) / "home") as (settings, pids):
             code = run(settings, pids, model, pngs, levels, args)
         written = dropped = retried = 0
+        per_worker: list[int] = []
         log = Path(tmp) / "home" / "logs" / "endpoint.log"
         for line in log.read_text().splitlines():
             if '"capture upload failed' in line:
@@ -255,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line[:300]}")
             if '"capture writer closed"' in line:
                 entry = json.loads(line)
+                per_worker.append(entry["records"])
                 written += entry["records"]
                 dropped += entry["dropped"]
         print(
             f"endpoint workers at shutdown: {written} capture records written, {dropped} dropped, "
-            f"{retried} uploads retried"
+            f"{retried} uploads retried; records per worker {per_worker}"
         )
         return code
 
