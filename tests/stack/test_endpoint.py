@@ -407,3 +407,41 @@ def test_captures_are_flushed_on_shutdown(
         monkeypatch.setenv("SCONES_CAPTURE_FLUSH_SECONDS", "1")
         services.stop_service(twin_settings, service)
         services.start_service(twin_settings, service)
+
+
+def test_replacing_the_model_under_load_fails_no_request(
+    twin_settings: Settings, tiny_model_tar: Path
+) -> None:
+    """Requests keep succeeding while the endpoint's model is replaced twice."""
+    import threading
+
+    name = f"ep-swap-{uuid.uuid4().hex[:6]}"
+    register_endpoint(twin_settings, name, tiny_model_tar, capture_s3_uri=None)
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def hammer() -> None:
+        client = boto3.client("sagemaker-runtime")
+        while not stop.is_set():
+            try:
+                client.invoke_endpoint(EndpointName=name, ContentType="image/png", Body=png())
+                outcomes.append("ok")
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for variant in ("Blue", "Green"):
+            time.sleep(0.7)
+            register_endpoint(
+                twin_settings, name, tiny_model_tar, capture_s3_uri=None, variant=variant
+            )
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    unregister_endpoint(twin_settings, name)
+    assert outcomes and set(outcomes) == {"ok"}, {o: outcomes.count(o) for o in set(outcomes)}
