@@ -17,11 +17,13 @@ idempotent and does nothing at import time. What it changes, and why:
 * **Pooled parsed definitions**: an execution borrows a parsed program for its definition and
   returns it when it ends, so no two running executions share one (state lives in the
   execution's environment, but the pool removes any doubt). Timed-out programs are dropped.
-* **Cached service dispatch**: moto's server lists its own package folder on every request to
-  find the service; the list is computed once.
+* **Cached service dispatch, no Flask debug mode**: moto's server lists its own package folder
+  on every request to find the service (computed once now), and runs Flask in debug mode,
+  which creates a class per request with a body (memory that only grows).
 * **Bounded memory**: finished executions beyond ``keep_executions`` per state machine are
   evicted (oldest first; running ones are never evicted), and dead worker threads are dropped
-  from moto's ``TMP_THREADS`` list, which otherwise grows by several threads per execution.
+  from moto's ``TMP_THREADS`` list, which otherwise grows by several threads per execution;
+  the per-execution copy of the state machine is dropped from moto's ``instances_tracked``.
 """
 
 from __future__ import annotations
@@ -273,11 +275,24 @@ def _patch_program_cache() -> None:
 
 
 def _patch_dispatch() -> None:
-    """moto's server lists its package folder (listdir + isdir per entry) on every request."""
+    """moto's server lists its package folder (listdir + isdir per entry) on every request, and
+    runs its Flask apps in debug mode, where Flask builds a new class for every request that
+    carries a body (``attach_enctype_error_multidict``): memory that grows per request."""
     from moto import backends
+    from moto.moto_server import threaded_moto_server, werkzeug_app
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+
+    original = werkzeug_app.create_backend_app
+
+    def create_backend_app(service: Any) -> Any:
+        app = original(service)
+        app.debug = False
+        return app
+
+    werkzeug_app.create_backend_app = create_backend_app
+    threaded_moto_server.create_backend_app = create_backend_app  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- bounded memory
@@ -307,6 +322,22 @@ def evict_executions(state_machine: Any, keep: int) -> int:
     return removed
 
 
+def _untrack(clone: Any) -> None:
+    """Forget the per-execution copy of the state machine in moto's instance tracker.
+
+    moto deep-copies the state machine for every execution, and every moto model instance is
+    appended to its class's ``instances_tracked`` list for good: one copy per execution, never
+    freed, even after the execution is evicted.
+    """
+    tracked = getattr(type(clone), "instances_tracked", None)
+    if tracked is None:
+        return
+    for index in range(len(tracked) - 1, -1, -1):
+        if tracked[index] is clone:
+            del tracked[index]
+            return
+
+
 def _patch_eviction() -> None:
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -319,6 +350,7 @@ def _patch_eviction() -> None:
         # bridge and `scones classify`) may start the same deterministic name at once.
         with lock:
             execution = original(self, state_machine_arn, *args, **kwargs)
+            _untrack(getattr(execution, "state_machine", None))
             counter[0] += 1
             if counter[0] % 64 == 0:
                 prune_finished_threads()

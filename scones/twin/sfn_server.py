@@ -70,12 +70,19 @@ def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
         logging.CRITICAL
     )
     moto_patches.apply(keep_executions=options.keep_executions)
+    if settings.deployed_file.exists():
+        # Re-create the last deployment before the real port answers (clients that see the
+        # server healthy must find it): through a private server on a free port, which shares
+        # moto's in-process backends.
+        private = ThreadedMotoServer(ip_address=options.host, port=0, verbose=False)
+        private.start()
+        _restore(settings, private.get_host_and_port()[1])
+        private.stop()
     server = ThreadedMotoServer(ip_address=options.host, port=options.port, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]
     # moto's interpreter reaches its own service integrations on localhost:$MOTO_PORT.
     os.environ["MOTO_PORT"] = str(port)
-    _restore(settings, port)
     bridge = None
     if options.bridge:
         from scones.twin.bridge import Bridge

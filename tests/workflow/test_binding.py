@@ -181,9 +181,11 @@ def test_evict_executions_keeps_running_and_newest() -> None:
 
 
 def test_executions_kept_are_bounded(app_root: Path, settings_for: Any, tmp_path: Path) -> None:
+    from moto.stepfunctions.models import StateMachine
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
     _, sfn, _, machine = _deploy(settings_for(app_root))
+    tracked_before = len(StateMachine.instances_tracked)  # type: ignore[attr-defined]
     for i in range(60):  # the fixture keeps 50
         arn = sfn.start_execution(
             stateMachineArn=machine,
@@ -195,3 +197,5 @@ def test_executions_kept_are_bounded(app_root: Path, settings_for: Any, tmp_path
     kept = backend.describe_state_machine(machine).executions
     assert len(kept) <= 51
     assert kept[-1].execution_arn == arn
+    # moto's per-execution copies of the state machine are not kept by its instance tracker
+    assert len(StateMachine.instances_tracked) <= tracked_before + 1  # type: ignore[attr-defined]
