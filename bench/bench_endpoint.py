@@ -47,6 +47,7 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    machine_busy: float = 0.0  # share of all cores busy during the row (anyone's work)
     server_cpu: float = 0.0  # CPU seconds of the endpoint's processes during the row
     client_cpu: float = 0.0  # CPU seconds of this load generator during the row
 
@@ -139,6 +140,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 async def run_load(
     name: str,
     port: int,
@@ -151,6 +159,7 @@ async def run_load(
     per = total // connections
     pids = server_pids or []
     server_before, client_before = cpu_seconds(pids), time.process_time()
+    busy_before, total_before = machine_ticks()
     start = time.perf_counter()
     errors = await asyncio.gather(
         *[_connection(port, requests, per, c * 7, latencies) for c in range(connections)]
@@ -159,6 +168,8 @@ async def run_load(
     result = Result(name, connections, per * connections, seconds, latencies, sum(errors))
     result.server_cpu = cpu_seconds(pids) - server_before
     result.client_cpu = time.process_time() - client_before
+    busy_after, total_after = machine_ticks()
+    result.machine_busy = (busy_after - busy_before) / max(1, total_after - total_before)
     return result
 
 
@@ -316,17 +327,18 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     )
     print(
         f"{'request':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-        f"{'srv CPU ms/req':>14} {'cli CPU ms/req':>14} {'2-core cap/s':>12}"
+        f"{'srv CPU ms/req':>14} {'cli CPU ms/req':>14} {'2-core cap/s':>12} {'busy':>5}"
     )
     for r in rows:
         print(
             f"{r.name:<20} {r.connections:>5} {r.rps:>8.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f} "
             f"{r.errors:>6} {1000 * r.server_cpu / r.requests:>14.3f} "
-            f"{1000 * r.client_cpu / r.requests:>14.3f} {r.capacity:>12.0f}"
+            f"{1000 * r.client_cpu / r.requests:>14.3f} {r.capacity:>12.0f} "
+            f"{100 * r.machine_busy:>4.0f}%"
         )
     print(
         "(2-core cap/s = 2 CPU-seconds / (server + client CPU per request): what two idle cores "
-        "would carry at this CPU cost)"
+        "would carry at this CPU cost; busy = share of all cores busy during the row, anyone's work)"
     )
     best = max((r for r in rows if r.name == "POST invocations"), key=lambda r: r.rps)
     floor = max((r for r in rows if r.name == "GET /ping"), key=lambda r: r.rps)
