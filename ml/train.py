@@ -11,7 +11,8 @@ Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<s
 layout ``scones etl`` writes, so both channels may point at the same ETL output folder.
 
 Writes to ``SM_MODEL_DIR``: ``model.onnx`` (input "input" float32 [N,3,32,32] normalized, output
-"probabilities" [N,C]; with ``--tta 1`` the graph averages the image and its mirror image),
+"probabilities" [N,C]; with ``--tta 1`` the graph averages the image and its mirror image;
+off by default: it did not raise accuracy in bench/bench_model.py and doubles inference cost),
 ``classes.json``, ``metrics.json``, ``code/inference.py``, ``code/requirements.txt``.
 """
 
@@ -54,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     )
     p.add_argument("--width", type=int, default=16, help="channels of the first ResNet-9 stage")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tta", type=int, default=1, help="1: average the image and its mirror image")
+    p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     p.add_argument("--progress", type=int, default=1, help="0: no progress bar")
     p.add_argument("--model-dir", "--model_dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
@@ -300,6 +301,9 @@ def run(args: Any) -> dict[str, Any]:
     for channel, split in ((Path(args.train), "train"), (Path(args.test), "test")):
         _find_manifest(channel, split)  # fail fast, before importing torch
     read_classes(Path(args.train))
+    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning made 2-thread
+    # training up to 10x slower (bench/README.md). Only effective before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
@@ -360,6 +364,7 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         except ImportError:
             bar = None
     t_train = time.perf_counter()
+    cpu_train = time.process_time()
     history = []
     for epoch in range(args.epochs):
         net.train()
@@ -390,6 +395,7 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
     if bar is not None:
         bar.close()
     train_seconds = time.perf_counter() - t_train
+    train_cpu_seconds = time.process_time() - cpu_train
 
     prob_model = make_probability_model(net, bool(args.tta))
     probs = _predict(prob_model, xte, device)
@@ -399,6 +405,7 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         **classification_report(probs, yte_np),
         "n_train": int(len(xtr)),
         "train_seconds": round(train_seconds, 2),
+        "train_cpu_seconds": round(train_cpu_seconds, 2),
         "device": device.type,
         "torch_threads": torch.get_num_threads(),
         "parameters": int(sum(p.numel() for p in net.parameters())),

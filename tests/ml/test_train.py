@@ -67,7 +67,24 @@ def test_onnx_graph_contract(tiny_model_dir: Path) -> None:
     probs = sess.run(None, {"input": x})[0]
     assert probs.shape == (7, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    # mirror-image averaging is part of the graph: a mirrored input gives the same output
+    mirrored = sess.run(None, {"input": x[..., ::-1].copy()})[0]
+    assert np.abs(mirrored - probs).max() > 1e-6  # no mirror averaging by default
+
+
+def test_mirror_averaging_is_one_graph(tiny_data: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    report = train_cli.train_local(
+        tiny_data, tmp_path, epochs=1, seed=0, extra=[*FAST, "--tta", "1"], progress=False
+    )
+    assert report["hyperparameters"]["tta"] == 1 and "without_tta" in report
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        tar.extractall(tmp_path / "m", filter="data")
+    sess = ort.InferenceSession(
+        str(tmp_path / "m" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    x = np.random.default_rng(1).normal(size=(5, 3, 32, 32)).astype(np.float32)
+    probs = sess.run(None, {"input": x})[0]
     np.testing.assert_allclose(sess.run(None, {"input": x[..., ::-1].copy()})[0], probs, atol=1e-5)
 
 
@@ -79,6 +96,7 @@ def test_report_is_complete_and_the_tiny_model_learned(tiny_model_dir: Path) -> 
         "precision_covered",
         "ece",
         "train_seconds",
+        "train_cpu_seconds",
         "model_bytes",
         "parameters",
         "latency_single_ms",
@@ -90,6 +108,7 @@ def test_report_is_complete_and_the_tiny_model_learned(tiny_model_dir: Path) -> 
     assert report["onnx_max_abs_diff"] < 1e-4
     assert report["n_train"] == 48 and report["n_test"] == 12
     assert report["accuracy"] >= 0.9  # the synthetic classes are easy
+    assert report["with_tta"]["n_test"] == 12  # the other test-time setting, for comparison
 
 
 def test_classification_report_by_hand() -> None:
