@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-requests", type=int, default=10000, help="requests in the memory run"
     )
+    parser.add_argument("--keep-logs", type=Path, help="copy the twin's logs here at the end")
     args = parser.parse_args(argv)
 
     try:
@@ -258,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             model = build_tiny_model(Path(tmp) / "model")
         with private_twin(Path(tmp) / "home") as (settings, pids):
             code = run(settings, pids, model, pngs, levels, args)
+        if args.keep_logs:
+            import shutil
+
+            shutil.copytree(Path(tmp) / "home" / "logs", args.keep_logs, dirs_exist_ok=True)
         written = dropped = retried = 0
         per_worker: list[int] = []
         log = Path(tmp) / "home" / "logs" / "endpoint.log"

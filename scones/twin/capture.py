@@ -243,7 +243,7 @@ class CaptureWriter:
         return True
 
     def flush(self) -> bool:
-        """Write everything buffered now; return True when nothing is left waiting."""
+        """Write everything buffered now; return True when every upload succeeded."""
         with self._flush_lock:
             return self._flush()
 
@@ -251,10 +251,21 @@ class CaptureWriter:
         with self._lock:
             events, self._events = self._events, []
             retry, self._retry = self._retry, []
+        started = time.monotonic()
         failed: list[_Pending] = []
         for pending in retry + self._group(events):
             if not self._put(pending):
                 failed.append(pending)
+        if events:
+            oldest = min(e.when for e in events)
+            log.debug(
+                "capture flushed",
+                extra={
+                    "records": len(events),
+                    "seconds": round(time.monotonic() - started, 3),
+                    "oldest_age_s": round((datetime.now(UTC) - oldest).total_seconds(), 3),
+                },
+            )
         with self._lock:
             done = sum(len(e.input_data) + len(e.output_data) for e in events)
             done += sum(p.size for p in retry)
@@ -267,7 +278,7 @@ class CaptureWriter:
                     extra={"dropped_total": self.dropped, "buffer_bytes": self.max_buffer_bytes},
                 )
                 self._dropped_logged = self.dropped
-            return not self._retry and not self._events
+            return not self._retry  # events that arrived meanwhile wait for the next round
 
     def _run(self) -> None:
         backoff = self.flush_interval
@@ -287,7 +298,7 @@ class CaptureWriter:
             self._thread.join(timeout)
         deadline = time.monotonic() + timeout
         while True:
-            if self.flush():
+            if self.flush() and not self._events:
                 return True
             if time.monotonic() >= deadline:
                 lost = sum(len(p.lines) for p in self._retry)

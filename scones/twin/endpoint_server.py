@@ -559,7 +559,7 @@ def configure_logging() -> None:
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger("scones")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(os.environ.get("SCONES_LOG_LEVEL", "INFO").upper())
     root.propagate = False
 
 

@@ -166,6 +166,27 @@ def test_writer_keeps_records_while_s3_is_down_and_retries() -> None:
     assert writer.buffered_bytes == 0
 
 
+def test_records_arriving_during_a_flush_do_not_slow_the_next_flush() -> None:
+    """Under steady traffic a flush always finds new records waiting: that is no failure, so
+    the writer must keep its interval (it once backed off to 30 s here)."""
+    s3 = FakeS3()
+    writer = capture.CaptureWriter(lambda: s3, flush_interval=0.1)
+    real_put = s3.put_object
+
+    def put_while_traffic_continues(**kwargs: Any) -> dict[str, Any]:
+        writer.submit(event(datetime.now(UTC)))
+        return real_put(**kwargs)
+
+    s3.put_object = put_while_traffic_continues  # type: ignore[method-assign]
+    writer.submit(event(datetime.now(UTC)))
+    assert writer.flush() is True
+    writer.start()
+    time.sleep(1.0)
+    assert s3.calls >= 5  # about one flush per 0.1 s, not a growing backoff
+    s3.put_object = real_put  # type: ignore[method-assign]
+    assert writer.close(timeout=5)
+
+
 def test_writer_drops_new_records_when_the_buffer_is_full() -> None:
     s3 = FakeS3()
     s3.down = True
