@@ -20,6 +20,11 @@ from scones.settings import Settings
 from scones.twin import bridge, commands
 
 
+def _client(service: str) -> Any:
+    """A plain boto3 client from a fresh session: the environment holds settings.aws_env()."""
+    return boto3.session.Session().client(service)
+
+
 def _png(label: int, seed: int) -> bytes:
     from ml.testing import synthetic_images
 
@@ -48,7 +53,7 @@ def _wait(sfn: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def _run(deployed: dict[str, Any], key: str, name: str) -> dict[str, Any]:
-    sfn = boto3.client("stepfunctions")  # pointed at the twin by settings.aws_env()
+    sfn = _client("stepfunctions")  # pointed at the twin by settings.aws_env()
     arn = sfn.start_execution(
         stateMachineArn=deployed["state_machine_arn"],
         name=name,
@@ -58,12 +63,12 @@ def _run(deployed: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 
 
 def test_deploy_creates_everything(deployed: dict[str, Any]) -> None:
-    lam, sfn = boto3.client("lambda"), boto3.client("stepfunctions")
+    lam, sfn = _client("lambda"), _client("stepfunctions")
     names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
     assert {arn.rsplit(":", 1)[1] for arn in deployed["functions"].values()} <= names
     machine = sfn.describe_state_machine(stateMachineArn=deployed["state_machine_arn"])
     assert deployed["functions"]["ClassifyImageFunction"] in machine["definition"]
-    boto3.client("s3").head_bucket(Bucket=deployed["bucket"])
+    _client("s3").head_bucket(Bucket=deployed["bucket"])
     assert deployed["capture_uri"] == f"s3://{deployed['bucket']}/data_capture"
     # a missing model is a one-line user error, and changes nothing
     assert main(["deploy", "--local", "--model", "/nonexistent/model.tar.gz"]) == 2
@@ -75,7 +80,7 @@ def deployed_file(deployed: dict[str, Any]) -> Path:
 
 
 def test_run_succeeds_and_capture_is_written(deployed: dict[str, Any]) -> None:
-    s3 = boto3.client("s3")
+    s3 = _client("s3")
     bucket = deployed["bucket"]
     body = _png(0, 3)
     s3.put_object(Bucket=bucket, Key="manual/ok.png", Body=body)
@@ -102,7 +107,7 @@ def test_run_succeeds_and_capture_is_written(deployed: dict[str, Any]) -> None:
 
 
 def test_run_fails_with_named_errors(deployed: dict[str, Any]) -> None:
-    s3 = boto3.client("s3")
+    s3 = _client("s3")
     s3.put_object(Bucket=deployed["bucket"], Key="manual/fake.png", Body=b"not a png at all")
     out = _run(deployed, "manual/fake.png", f"fake-{time.time_ns()}")
     assert (out["status"], out["error"]) == ("FAILED", "NotAnImageError")
@@ -120,7 +125,7 @@ def test_run_and_invoke_commands(
     assert main(["invoke", "SerializeImageFunction", "-e", event]) == 1
     shown = json.loads(capsys.readouterr().out)
     assert shown["errorType"] == "ImageNotFoundError" and shown["errorMessage"]
-    boto3.client("s3").put_object(Bucket=deployed["bucket"], Key="manual/inv.png", Body=_png(0, 1))
+    _client("s3").put_object(Bucket=deployed["bucket"], Key="manual/inv.png", Body=_png(0, 1))
     event = json.dumps({"s3_bucket": deployed["bucket"], "s3_key": "manual/inv.png"})
     assert main(["invoke", "SerializeImageFunction", "-e", event]) == 0
     shown = json.loads(capsys.readouterr().out)  # image bytes are not printed by default
@@ -149,7 +154,7 @@ def test_classify_folder_every_image_ends_once(
     assert set(counts["classified"]) <= {"bicycle", "motorcycle"}
     assert report.prefix.startswith(deployed["incoming_prefix"])
     # the bridge sees the same uploads; it must not start them a second time
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     time.sleep(3)
     names = [
         e["name"]
@@ -166,7 +171,7 @@ def test_classify_folder_every_image_ends_once(
 
 
 def test_bridge_starts_an_execution_on_upload(deployed: dict[str, Any]) -> None:
-    s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
+    s3, sfn = _client("s3"), _client("stepfunctions")
     key = f"{deployed['incoming_prefix']}bridge/upload-{time.time_ns()}.png"
     etag = s3.put_object(Bucket=deployed["bucket"], Key=key, Body=_png(1, 7))["ETag"].strip('"')
     obj = bridge.S3Object(deployed["bucket"], key, etag, 0, datetime.now(tz=UTC))
@@ -190,9 +195,7 @@ def test_low_confidence_goes_to_review(
     argv = ["deploy", "--local", "--model", str(tiny_model_tar), "--parameter-overrides"]
     assert main([*argv, "ConfidenceThreshold=1"]) == 0
     try:
-        boto3.client("s3").put_object(
-            Bucket=deployed["bucket"], Key="manual/low.png", Body=_png(1, 5)
-        )
+        _client("s3").put_object(Bucket=deployed["bucket"], Key="manual/low.png", Body=_png(1, 5))
         info = _run(deployed, "manual/low.png", f"low-{time.time_ns()}")
         assert (info["status"], info["error"]) == ("FAILED", "LowConfidenceError")
         source = f"s3://{deployed['bucket']}/manual/low.png"
@@ -219,8 +222,6 @@ def test_deployment_survives_a_restart_of_the_sfn_server(
     while not services.healthy(twin_settings, sfn_service):
         assert time.monotonic() < deadline, "sfn server did not come back"
         time.sleep(0.2)
-    boto3.client("s3").put_object(
-        Bucket=deployed["bucket"], Key="manual/after.png", Body=_png(0, 9)
-    )
+    _client("s3").put_object(Bucket=deployed["bucket"], Key="manual/after.png", Body=_png(0, 9))
     info = _run(deployed, "manual/after.png", f"after-restart-{time.time_ns()}")
     assert info["status"] == "SUCCEEDED", info
