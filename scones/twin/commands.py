@@ -455,7 +455,20 @@ def _interpret(key: str, outcome: ExecutionOutcome, classes: list[str]) -> Image
         result.cause = outcome.cause
     if result.outcome == "review" and result.cause is None:
         result.cause = outcome.cause
+    result.cause = error_message(result.cause)
     return result
+
+
+def error_message(cause: str | None) -> str | None:
+    """The ``errorMessage`` of a Lambda error payload passed on as a Cause, else the cause."""
+    if cause and cause.startswith("{"):
+        try:
+            data = json.loads(cause)
+        except json.JSONDecodeError:
+            return cause
+        if isinstance(data, dict) and isinstance(data.get("errorMessage"), str):
+            return data["errorMessage"]
+    return cause
 
 
 def load_classes(settings: Settings, endpoint_name: str) -> list[str]:
@@ -740,7 +753,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    print(f"execution {outcome.status}: {outcome.error}: {outcome.cause}", file=sys.stderr)
+    print(
+        f"execution {outcome.status}: {outcome.error}: {error_message(outcome.cause)}",
+        file=sys.stderr,
+    )
     return 1
 
 

@@ -29,6 +29,11 @@ def test_interpret_each_outcome_kind() -> None:
     assert (bad.outcome, bad.error) == ("failed", "NotAnImageError")
     odd = commands._interpret("k4", ExecutionOutcome("a4", "SUCCEEDED", {"x": 1}), CLASSES)
     assert (odd.outcome, odd.error) == ("failed", "UnexpectedOutput")
+    cause = json.dumps({"errorMessage": "not a PNG", "errorType": "NotAnImageError"})
+    lam = commands._interpret(
+        "k6", ExecutionOutcome("a6", "FAILED", None, "NotAnImageError", cause), CLASSES
+    )
+    assert lam.cause == "not a PNG"
     timed = commands._interpret("k5", ExecutionOutcome("a5", "TIMED_OUT"), CLASSES)
     assert (timed.outcome, timed.error) == ("failed", "TIMED_OUT")
 
