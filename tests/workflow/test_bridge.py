@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from scones.twin import bridge
@@ -115,3 +119,54 @@ def test_execution_names_are_valid_deterministic_and_per_version() -> None:
     assert bridge.execution_name(changed) != name
     long = bridge.S3Object(OBJ.bucket, "incoming/" + "x" * 300 + ".png", "e", 1, OBJ.last_modified)
     assert len(bridge.execution_name(long)) <= 80
+
+
+def test_bridge_polls_starts_once_and_remembers(
+    app_root: Path, settings_for: Any, moto_server: Any, tmp_path: Path
+) -> None:
+    """The bridge against moto's S3 (unit tier): new uploads start once, old ones never."""
+    from scones.twin import commands
+
+    settings = settings_for(app_root)
+    app = read_app(app_root)
+    _, machine = commands.deploy_workflow(settings, app)
+    kw = {
+        "endpoint_url": moto_server.url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "a",
+        "aws_secret_access_key": "b",
+    }
+    s3, sfn = boto3.client("s3", **kw), boto3.client("stepfunctions", **kw)
+    bucket = f"bridge-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/old.png", Body=b"old")
+    rules = [
+        {
+            "name": r.name,
+            "pattern": {
+                **r.pattern,
+                "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "in/"}]}},
+            },
+            "input_transformer": r.input_transformer,
+        }
+        for r in app.state_machine.rules
+    ]
+    since = datetime.now(tz=UTC).replace(microsecond=0) + timedelta(seconds=1)
+    bridge.write_config(
+        settings, bridge.BridgeConfig(bucket, "in/", machine, "us-east-1", rules, since)
+    )
+    first = bridge.Bridge(settings, moto_url=moto_server.url)
+    assert first.poll_once(s3, sfn) == 0  # uploaded before the deployment: not started
+    time.sleep(max(0.0, (since - datetime.now(tz=UTC)).total_seconds()) + 0.1)
+    etag = s3.put_object(Bucket=bucket, Key="in/new.png", Body=b"new")["ETag"].strip('"')
+    s3.put_object(Bucket=bucket, Key="elsewhere/x.png", Body=b"x")
+    assert first.poll_once(s3, sfn) == 1
+    assert first.poll_once(s3, sfn) == 0  # each object once
+    assert bridge.Bridge(settings, moto_url=moto_server.url).poll_once(s3, sfn) == 0  # persisted
+    obj = bridge.S3Object(bucket, "in/new.png", etag, 3, datetime.now(tz=UTC))
+    arn = f"{machine.replace(':stateMachine:', ':execution:')}:{bridge.execution_name(obj)}"
+    info = sfn.describe_execution(executionArn=arn)
+    assert json.loads(info["input"]) == {"b": bucket, "k": "in/new.png", "note": "key in/new.png"}
+    # classify's start for the same object finds the bridge's execution instead of a second one
+    found, new = bridge.start_for_object(sfn, bridge.read_config(settings), obj)  # type: ignore[arg-type]
+    assert (found, new) == (arn, False)
