@@ -48,6 +48,7 @@ class Result:
     latencies: list[float]
     errors: int
     machine_busy: float = 0.0  # share of all cores busy during the row (anyone's work)
+    s3_cpu: float = 0.0  # CPU seconds of SeaweedFS during the row (storing the captures)
     server_cpu: float = 0.0  # CPU seconds of the endpoint's processes during the row
     client_cpu: float = 0.0  # CPU seconds of this load generator during the row
 
@@ -58,7 +59,7 @@ class Result:
     @property
     def capacity(self) -> float:
         """Requests/s two otherwise idle cores could carry at this row's CPU cost per request."""
-        return 2 * self.requests / (self.server_cpu + self.client_cpu)
+        return 2 * self.requests / (self.server_cpu + self.client_cpu + self.s3_cpu)
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -154,12 +155,14 @@ async def run_load(
     connections: int,
     total: int,
     server_pids: list[int] | None = None,
+    s3_pids: list[int] | None = None,
 ) -> Result:
     latencies: list[float] = []
     per = total // connections
     pids = server_pids or []
     server_before, client_before = cpu_seconds(pids), time.process_time()
     busy_before, total_before = machine_ticks()
+    s3_before = cpu_seconds(s3_pids or [])
     start = time.perf_counter()
     errors = await asyncio.gather(
         *[_connection(port, requests, per, c * 7, latencies) for c in range(connections)]
@@ -169,6 +172,7 @@ async def run_load(
     result.server_cpu = cpu_seconds(pids) - server_before
     result.client_cpu = time.process_time() - client_before
     busy_after, total_after = machine_ticks()
+    result.s3_cpu = cpu_seconds(s3_pids or []) - s3_before
     result.machine_busy = (busy_after - busy_before) / max(1, total_after - total_before)
     return result
 
@@ -308,12 +312,17 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     from scones.twin import services
 
     tree = services.process_tree(endpoint_pid)
+    s3_tree = services.process_tree(pids["s3"])
     rows: list[Result] = []
     for name, requests in (("GET /ping", ping), ("POST invocations", invoke)):
         for c in levels:
-            rows.append(asyncio.run(run_load(name, port, requests, c, args.requests, tree)))
+            rows.append(
+                asyncio.run(run_load(name, port, requests, c, args.requests, tree, s3_tree))
+            )
     top = max(levels)
-    rows.append(asyncio.run(run_load("invocations, no DC", port, nocap, top, args.requests, tree)))
+    rows.append(
+        asyncio.run(run_load("invocations, no DC", port, nocap, top, args.requests, tree, s3_tree))
+    )
 
     samples = []
     chunk = max(1, args.memory_requests // 10)
@@ -332,17 +341,19 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     )
     print(
         f"{'request':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-        f"{'srv CPU ms/req':>14} {'cli CPU ms/req':>14} {'2-core cap/s':>12} {'busy':>5}"
+        f"{'srv CPU ms/req':>14} {'cli CPU ms/req':>14} {'S3 CPU ms/req':>13} "
+        f"{'2-core cap/s':>12} {'busy':>5}"
     )
     for r in rows:
         print(
             f"{r.name:<20} {r.connections:>5} {r.rps:>8.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f} "
             f"{r.errors:>6} {1000 * r.server_cpu / r.requests:>14.3f} "
-            f"{1000 * r.client_cpu / r.requests:>14.3f} {r.capacity:>12.0f} "
+            f"{1000 * r.client_cpu / r.requests:>14.3f} {1000 * r.s3_cpu / r.requests:>13.3f} "
+            f"{r.capacity:>12.0f} "
             f"{100 * r.machine_busy:>4.0f}%"
         )
     print(
-        "(2-core cap/s = 2 CPU-seconds / (server + client CPU per request): what two idle cores "
+        "(2-core cap/s = 2 CPU-seconds / (endpoint + client + S3 CPU per request): what two idle cores "
         "would carry at this CPU cost; busy = share of all cores busy during the row, anyone's work)"
     )
     best = max((r for r in rows if r.name == "POST invocations"), key=lambda r: r.rps)
