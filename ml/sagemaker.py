@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import tarfile
@@ -173,7 +174,7 @@ def training_job_request(
     output_uri: str,
     region: str,
     instance_type: str,
-    hyperparameters: dict[str, str],
+    hyperparameters: dict[str, int | float | str],
     max_runtime_s: int = 3600,
     volume_gb: int = 10,
     spot: bool = False,
@@ -193,12 +194,14 @@ def training_job_request(
             "InputMode": "File",
         }
 
-    hp = {str(k): str(v) for k, v in hyperparameters.items()}
+    # Values are JSON, as the SageMaker Python SDK writes them: the training toolkit json-decodes
+    # each one (so "50" becomes 50 and '"train.py"' becomes train.py).
+    hp = {str(k): json.dumps(v) for k, v in hyperparameters.items()}
     hp.update(
         {
-            "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": sourcedir_uri,
-            "sagemaker_region": region,
+            "sagemaker_program": json.dumps("train.py"),
+            "sagemaker_submit_directory": json.dumps(sourcedir_uri),
+            "sagemaker_region": json.dumps(region),
             "sagemaker_container_log_level": "20",
         }
     )
@@ -488,7 +491,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     job_name = args.job_name or f"scones-train-{timestamp()}"
     sourcedir = upload_sourcedir(s3, where, job_name)
-    hyper = {"epochs": str(args.epochs), "seed": str(args.seed)}
+    hyper: dict[str, int | float | str] = {"epochs": args.epochs, "seed": args.seed}
     request = training_job_request(
         job_name=job_name,
         role_arn=role,

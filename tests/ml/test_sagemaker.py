@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,9 +119,10 @@ def test_train_uploads_and_starts_the_script_mode_job(
     assert job["RoleArn"] == ROLE
     assert job["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
     hp = job["HyperParameters"]
-    assert hp["sagemaker_program"] == "train.py"
-    assert hp["sagemaker_submit_directory"] == f"s3://{BUCKET}/p/code/job-1/sourcedir.tar.gz"
-    assert hp["epochs"] == "7" and hp["seed"] == "0" and hp["sagemaker_region"] == REGION
+    decoded = {k: json.loads(v) for k, v in hp.items()}  # JSON values, as the SDK writes them
+    assert decoded["sagemaker_program"] == "train.py"
+    assert decoded["sagemaker_submit_directory"] == f"s3://{BUCKET}/p/code/job-1/sourcedir.tar.gz"
+    assert decoded["epochs"] == 7 and decoded["seed"] == 0 and decoded["sagemaker_region"] == REGION
     channels = {c["ChannelName"]: c for c in job["InputDataConfig"]}
     assert set(channels) == {"train", "test"}
     for channel in channels.values():
