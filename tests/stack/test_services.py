@@ -167,3 +167,42 @@ def test_stop_and_start_one_service_again(twin_settings: Settings) -> None:
     assert not services.stop_service(twin_settings, endpoint)
     pid, started = services.start_service(twin_settings, endpoint)
     assert started and services.healthy(twin_settings, endpoint)
+
+
+def test_endpoint_supervisor_replaces_a_dead_worker_and_workers_follow_it(
+    twin_settings: Settings, tmp_path: Path
+) -> None:
+    """A killed worker is replaced; if the supervisor itself is killed, the workers exit."""
+    import signal
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = replace(twin_settings, home=tmp_path, endpoint_port=port, endpoint_workers=2)
+    endpoint = next(s for s in services.SERVICES if s.name == "endpoint")
+    supervisor, _ = services.start_service(settings, endpoint)
+    try:
+        workers = services.process_tree(supervisor)[1:]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = services.process_tree(supervisor)[1:]
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        now = services.process_tree(supervisor)[1:]
+        assert len(now) == 2 and workers[0] not in now
+        for _ in range(4):
+            with urllib.request.urlopen(settings.endpoint_url + "/ping", timeout=5) as response:
+                assert response.status == 200
+        os.kill(supervisor, signal.SIGKILL)
+        services._reap(supervisor, wait=5)  # our child: leave no zombie
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(services._alive(w) for w in now):
+            time.sleep(0.2)
+        assert not any(services._alive(w) for w in now), "workers outlived their supervisor"
+    finally:
+        services.stop_service(settings, endpoint)
