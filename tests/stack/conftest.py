@@ -1,9 +1,11 @@
 """Fixtures for the offline-stack tier: the real twin, started once per test session.
 
 ``twin_settings`` (session): a temporary ``SCONES_HOME`` and free loopback ports, the real
-``scones up`` code path (``scones.cli.main(["up"])``), the twin's AWS variables exported into
-``os.environ`` (so plain ``boto3.client("s3")`` etc. reach the twin), and ``scones down`` at the
-end. Yields the ``Settings``. Until ``scones.twin.sfn_server`` exists only S3 and the endpoint run.
+``scones up`` code path (``scones.cli.main(["up"])``), and ``scones down`` at the end of the
+session. Returns the ``Settings``. Until ``scones.twin.sfn_server`` exists only S3 and the
+endpoint run. While each test module under tests/stack runs (its module-scoped fixtures
+included), ``os.environ`` holds the twin's SCONES_* settings and ``settings.aws_env()``, so plain
+``boto3.client("s3")`` etc. reach the twin; other test folders never see these variables.
 
 ``tiny_model_tar`` (session): a real ``model.tar.gz`` built by ``ml.testing.build_tiny_model``
 (the real ETL + training on a small synthetic CIFAR-100 archive, a few seconds).
@@ -13,6 +15,7 @@ end. Yields the ``Settings``. Until ``scones.twin.sfn_server`` exists only S3 an
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -66,29 +69,57 @@ def twin_environ(home: Path) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def twin_variables(settings: Settings, scones: dict[str, str]) -> dict[str, str]:
+    """What a test sees in ``os.environ`` while the twin runs: SCONES_* + ``aws_env()``."""
+    return {**scones, **settings.aws_env()}
+
+
 @pytest.fixture(scope="session")
-def twin_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The running offline twin (see module docstring); stopped at the end of the session."""
+def _twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, str]]]:
     from scones.cli import main
 
     home = tmp_path_factory.mktemp("scones-home")
-    saved = dict(os.environ)
-    os.environ.update(twin_environ(home))
-    settings = Settings.from_env()
-    os.environ.update(settings.aws_env())
+    scones = twin_environ(home)
+    with _environ(scones):
+        settings = Settings.from_env()
+    variables = twin_variables(settings, scones)
     argv = ["up"]
     if importlib.util.find_spec("scones.twin.sfn_server") is None:
         argv += ["--only", "s3", "--only", "endpoint"]
     try:
-        code = main(argv)
+        with _environ(variables):
+            code = main(argv)
         if code != 0:
-            logs = settings.home / "logs"
-            pytest.fail(f"scones up failed with exit code {code}; logs in {logs}")
-        yield settings
+            pytest.fail(f"scones up failed with exit code {code}; logs in {settings.home / 'logs'}")
+        yield settings, variables
     finally:
-        main(["down"])
-        os.environ.clear()
-        os.environ.update(saved)
+        with _environ(variables):
+            main(["down"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _twin_environment(_twin: tuple[Settings, dict[str, str]]) -> Iterator[None]:
+    """Point boto3 at the twin for each stack test module (module fixtures included), and
+    only there: later test tiers in the same session see the environment they started with."""
+    with _environ(_twin[1]):
+        yield
+
+
+@pytest.fixture(scope="session")
+def twin_settings(_twin: tuple[Settings, dict[str, str]]) -> Settings:
+    """The running offline twin (see module docstring); stopped at the end of the session."""
+    return _twin[0]
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +131,11 @@ def tiny_model_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def twin_bucket(twin_settings: Settings) -> str:
+def twin_bucket(_twin: tuple[Settings, dict[str, str]]) -> str:
     """A fresh bucket on the twin's S3."""
     import boto3
 
     name = f"scones-test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
+    with _environ(_twin[1]):  # session fixtures run before the module environment applies
+        boto3.client("s3").create_bucket(Bucket=name)
     return name
