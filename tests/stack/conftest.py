@@ -69,15 +69,24 @@ def twin_environ(home: Path) -> dict[str, str]:
     }
 
 
+def _forget_boto3_session() -> None:
+    """boto3's default session caches the credentials it found first: drop it on every switch."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+
+
 @contextlib.contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(values)
+    _forget_boto3_session()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        _forget_boto3_session()
 
 
 def twin_variables(settings: Settings, scones: dict[str, str]) -> dict[str, str]:
