@@ -80,6 +80,8 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	$(MAKE) --no-print-directory $(STATE)/model/model.tar.gz
 	$(SCONES) deploy --local --model $(STATE)/model/model.tar.gz
 	$(SCONES) classify $(STATE)/data/test
+	@# the endpoint flushes Data Capture every 2 s (SCONES_CAPTURE_FLUSH_SECONDS): let it land
+	sleep 3
 	eval "$$($(SCONES) env)" && $(SCONES) monitor "s3://$$SCONES_BUCKET/data_capture" \
 	  --endpoint "$$SCONES_ENDPOINT_NAME" --output $(STATE)/monitor
 	@echo

@@ -62,7 +62,7 @@ def test_an_image_is_classified_or_sent_to_review(outputs: dict[str, str]) -> No
 
     bucket = _find(outputs, "bucket")
     arn = _find(outputs, "statemachine")
-    key = f"tests/{uuid.uuid4()}.png"
+    key = f"{outputs.get('IncomingPrefix', 'incoming/')}tests/{uuid.uuid4()}.png"
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=_png(), ContentType="image/png")
     desc = _run(boto3.client("stepfunctions"), arn, {"s3_bucket": bucket, "s3_key": key})
     if desc["status"] == "SUCCEEDED":
@@ -82,7 +82,10 @@ def test_a_missing_object_fails_with_a_named_error(outputs: dict[str, str]) -> N
     desc = _run(
         boto3.client("stepfunctions"),
         arn,
-        {"s3_bucket": bucket, "s3_key": f"missing/{uuid.uuid4()}.png"},
+        {
+            "s3_bucket": bucket,
+            "s3_key": f"{outputs.get('IncomingPrefix', 'incoming/')}missing/{uuid.uuid4()}.png",
+        },
     )
     assert desc["status"] == "FAILED"
     assert desc.get("error") == "ImageNotFoundError", desc
