@@ -44,7 +44,11 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``)."""
         env = dict(os.environ if environ is None else environ)
-        root = Path(env["SCONES_PROJECT"]).resolve() if env.get("SCONES_PROJECT") else find_project_root()
+        root = (
+            Path(env["SCONES_PROJECT"]).resolve()
+            if env.get("SCONES_PROJECT")
+            else find_project_root()
+        )
         home = Path(env.get("SCONES_HOME") or root / ".scones").resolve()
         return cls(
             project_root=root,
