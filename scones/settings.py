@@ -12,12 +12,17 @@ LOOPBACK = "127.0.0.1"
 def find_project_root(start: Path | None = None) -> Path:
     """Return the nearest folder at or above ``start`` holding ``template.yaml``.
 
-    Falls back to ``start`` (the current directory) when none is found.
+    Falls back to the checkout this package was installed from (editable install), then to
+    ``start`` (the current directory).
     """
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "template.yaml").is_file():
             return folder
+    # Outside the checkout: an editable install still knows where its project is.
+    source = Path(__file__).resolve().parent.parent
+    if start is None and (source / "template.yaml").is_file():
+        return source
     return here
 
 
