@@ -400,7 +400,7 @@ Exit codes (for scripts and alarms):
 
 Examples:
   scones monitor s3://my-bucket/data_capture --output report --since 24h --max-review-rate 0.2
-  scones monitor ../shared/data/data-capture --output report --classes bicycle,motorcycle
+  scones monitor ./captures --output report --classes bicycle,motorcycle
 """
 
 
