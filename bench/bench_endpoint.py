@@ -22,8 +22,6 @@ import io
 import json
 import os
 import pickle
-import random
-import socket
 import sys
 import tarfile
 import tempfile
@@ -183,24 +181,6 @@ def rss_mib(pid: int) -> float:
     return services.rss_bytes(services.process_tree(pid)) / 2**20
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_s3_port() -> int:
-    from scones.twin import services
-
-    for _ in range(200):
-        p = random.randrange(20000, 30000)
-        ports = [p + i for i in range(services.WEED_EXTRA_PORTS + 1)]
-        ports.append(p + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET)
-        if not any(services.port_in_use("127.0.0.1", port) for port in ports):
-            return p
-    raise RuntimeError("no free block of ports for SeaweedFS")
-
-
 @contextlib.contextmanager
 def private_twin(home: Path) -> Iterator[tuple[Any, dict[str, int]]]:
     """Start every available twin service in ``home`` on free ports; stop them at the end."""
@@ -210,9 +190,7 @@ def private_twin(home: Path) -> Iterator[tuple[Any, dict[str, int]]]:
     os.environ.update(
         {
             "SCONES_HOME": str(home),
-            "SCONES_S3_PORT": str(_free_s3_port()),
-            "SCONES_MOTO_PORT": str(_free_port()),
-            "SCONES_ENDPOINT_PORT": str(_free_port()),
+            **services.free_ports(),
         }
     )
     settings = Settings.from_env()

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,33 +43,6 @@ CATEGORIES = [
     ("HTTP API: Start/DescribeExecution (werkzeug + moto core)", "werkzeug"),
     ("HTTP API: Start/DescribeExecution (werkzeug + moto core)", "moto/core"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_s3_port() -> int:
-    from scones.twin import services
-
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randrange(30000, 40000)
-        ports = [p + i for i in range(services.WEED_EXTRA_PORTS + 1)]
-        ports.append(p + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET)
-        ok = True
-        for port in ports:
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return p
-    raise RuntimeError("no free block of ports for SeaweedFS")
 
 
 def rss_mib(pid: int) -> float:
@@ -135,19 +106,19 @@ def main() -> int:
         print(f"missing {ARCHIVE}", file=sys.stderr)
         return 2
 
+    from scones.twin import services
+
     work = Path(tempfile.mkdtemp(prefix="bench-workflow-"))
     os.environ.update(
         {
             "SCONES_HOME": str(work / "home"),
-            "SCONES_S3_PORT": str(_free_s3_port()),
-            "SCONES_MOTO_PORT": str(_free_port()),
-            "SCONES_ENDPOINT_PORT": str(_free_port()),
+            **services.free_ports(),
         }
     )
     os.chdir(ROOT)
     from scones.cli import main as scones
     from scones.settings import Settings
-    from scones.twin import commands, services
+    from scones.twin import commands
 
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())

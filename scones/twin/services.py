@@ -41,6 +41,48 @@ class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message says what to do."""
 
 
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(host: str = "127.0.0.1") -> dict[str, str]:
+    """``SCONES_*_PORT`` values for a second twin beside the first (tests, benchmarks).
+
+    The S3 port is chosen so that SeaweedFS's whole block (the port, the next
+    ``WEED_EXTRA_PORTS`` and its admin gRPC port) is free, below the ephemeral range.
+    """
+    import random
+
+    rng = random.Random()
+    s3_port = None
+    for _ in range(200):
+        p = rng.randrange(20000, 30000)
+        block = [p + i for i in range(WEED_EXTRA_PORTS + 1)]
+        block.append(p + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET)
+        if all(_bindable(host, port) for port in block):
+            s3_port = p
+            break
+    if s3_port is None:
+        raise ServiceError("no free block of ports for SeaweedFS")
+
+    def any_port() -> int:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+
+    return {
+        "SCONES_S3_PORT": str(s3_port),
+        "SCONES_MOTO_PORT": str(any_port()),
+        "SCONES_ENDPOINT_PORT": str(any_port()),
+    }
+
+
 @dataclass(frozen=True)
 class Service:
     """How to start, find and check one local service."""

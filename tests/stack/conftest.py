@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import random
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,41 +28,11 @@ from scones.settings import Settings
 from scones.twin import services
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_s3_port() -> int:
-    """A port P such that SeaweedFS's P..P+8 and P+10008 are all free (below the ephemeral range)."""
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randrange(20000, 30000)
-        ports = [p + i for i in range(services.WEED_EXTRA_PORTS + 1)]
-        ports.append(p + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET)
-        if all(_bindable(port) for port in ports):
-            return p
-    raise RuntimeError("no free block of ports for SeaweedFS")
-
-
 def twin_environ(home: Path) -> dict[str, str]:
     """SCONES_* variables for a private twin in ``home`` on free ports."""
     return {
         "SCONES_HOME": str(home),
-        "SCONES_S3_PORT": str(_free_s3_port()),
-        "SCONES_MOTO_PORT": str(_free_port()),
-        "SCONES_ENDPOINT_PORT": str(_free_port()),
+        **services.free_ports(),
         "SCONES_CAPTURE_FLUSH_SECONDS": "1",
     }
 
