@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if model is None and (ROOT / ".scones/model/model.tar.gz").is_file():
             model = ROOT / ".scones/model/model.tar.gz"
         if model is None:
-            from ml.testing import build_tiny_model
+            from scones.data.synthetic import build_tiny_model
 
             print("building the tiny test model (no --model and no .scones/model) ...", flush=True)
             model = build_tiny_model(Path(tmp) / "model")
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-untyped-def]
     import boto3
 
-    from scones.twin.endpoint_registry import register_endpoint
+    from scones.endpoint.registry import register_endpoint
 
     load_before = os.getloadavg()[0]
     fresh_twin = {name: rss_mib(pid) for name, pid in pids.items()}

@@ -1,6 +1,6 @@
 """Benchmark the model: accuracy, confidence, calibration, training time, size, latency.
 
-Runs the real path (``ml.etl.extract`` -> ``ml.train_cli.train_local`` -> ``code/inference.py``
+Runs the real path (``scones.data.etl.extract`` -> ``scones.training.local.train_local`` -> ``code/inference.py``
 from the packed model.tar.gz) on the shared bicycle/motorcycle archive, once per seed, and
 prints one table: a row per seed, the median row, and SageMaker's built-in algorithm as the
 reference the project set out to beat.
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_model: archive not found: {args.archive}", file=sys.stderr)
         return 2
 
-    from ml.etl import extract
-    from ml.train_cli import train_local
+    from scones.data.etl import extract
+    from scones.training.local import train_local
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     load_before = os.getloadavg()[0]

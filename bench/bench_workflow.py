@@ -129,7 +129,7 @@ def main() -> int:
             return 1
         model = args.model
         if model is None:
-            from ml.testing import build_tiny_model
+            from scones.data.synthetic import build_tiny_model
 
             model = build_tiny_model(work / "tiny")
         threshold = args.threshold or (None if args.model else "0.5")
@@ -141,7 +141,7 @@ def main() -> int:
         sfn_pid = services.running_pid(settings, sfn_service)
         assert sfn_pid, "sfn server not running"
 
-        from ml.etl import extract
+        from scones.data.etl import extract
 
         extract(ARCHIVE, work / "data", ["bicycle", "motorcycle"], progress=False)
         images = sorted((work / "data").rglob("*.png"))[: args.images]

@@ -17,12 +17,12 @@ from scones import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "ml.etl",  # scones etl
-    "ml.train_cli",  # scones train
+    "scones.data.etl",  # scones etl
+    "scones.training.local",  # scones train
     "scones.twin.services",  # scones up / down / status / env
     "scones.twin.commands",  # scones deploy / invoke / run / classify
-    "ml.monitor",  # scones monitor
-    "ml.sagemaker",  # scones sagemaker ...
+    "scones.monitor.cli",  # scones monitor
+    "scones.training.sagemaker",  # scones sagemaker ...
 )
 
 DESCRIPTION = """\

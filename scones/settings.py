@@ -84,7 +84,7 @@ class Settings:
 
     @property
     def endpoints_dir(self) -> Path:
-        """One folder per local endpoint (see ``scones.twin.endpoint_registry``)."""
+        """One folder per local endpoint (see ``scones.endpoint.registry``)."""
         return self.home / "endpoints"
 
     def aws_env(self) -> dict[str, str]:

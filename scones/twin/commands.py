@@ -196,8 +196,8 @@ def deploy_local(
     """Deploy template.yaml + samconfig.toml + the model to the twin; return deployed.json's data."""
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+    from scones.endpoint.registry import register_endpoint
     from scones.twin import bridge, lambda_runtime
-    from scones.twin.endpoint_registry import register_endpoint
     from scones.twin.template import read_app
 
     app = read_app(
@@ -665,12 +665,12 @@ def _error_message(exc: Exception) -> str:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from scones.twin import bridge, lambda_runtime, template
-    from scones.twin.endpoint_registry import (
+    from scones.endpoint.registry import (
         InvalidCaptureConfigError,
         InvalidEndpointNameError,
         InvalidModelArchiveError,
     )
+    from scones.twin import bridge, lambda_runtime, template
 
     return (
         CommandError,

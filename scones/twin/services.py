@@ -7,7 +7,7 @@ Three processes, each bound to 127.0.0.1, with PID files in ``$SCONES_HOME/pids`
   (its internal servers use the next 8 ports and port + 10008);
 - ``sfn``: moto with Step Functions' ASL interpreter and our Lambda handlers
   (``python -m scones.twin.sfn_server``) on ``SCONES_MOTO_PORT``;
-- ``endpoint``: the SageMaker Runtime (``python -m scones.twin.endpoint_server``) on
+- ``endpoint``: the SageMaker Runtime (``python -m scones.endpoint.server``) on
   ``SCONES_ENDPOINT_PORT``.
 """
 
@@ -185,12 +185,12 @@ SERVICES: list[Service] = [
     Service(
         name="endpoint",
         title="SageMaker Runtime (endpoint)",
-        marker="scones.twin.endpoint_server",
+        marker="scones.endpoint.server",
         port=lambda s: s.endpoint_port,
         url=lambda s: s.endpoint_url,
         health_path="/ping",
-        command=lambda s: [sys.executable, "-m", "scones.twin.endpoint_server"],
-        available=_module_available("scones.twin.endpoint_server"),
+        command=lambda s: [sys.executable, "-m", "scones.endpoint.server"],
+        available=_module_available("scones.endpoint.server"),
         setting="SCONES_ENDPOINT_PORT",
     ),
 ]

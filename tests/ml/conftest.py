@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.testing import build_cifar_archive, build_tiny_model
+from scones.data.synthetic import build_cifar_archive, build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from ml import etl
-from ml.testing import FINE_LABEL_NAMES, dumps_py2
+from scones.data import etl
+from scones.data.synthetic import FINE_LABEL_NAMES, dumps_py2
 
 SHARED_ARCHIVE = (
     Path(__file__).resolve().parents[2]

@@ -14,14 +14,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ml import sagemaker as smk
-from ml.etl import extract
-from ml.testing import build_cifar_archive
+from scones.data.etl import extract
+from scones.data.synthetic import build_cifar_archive
+from scones.training import sagemaker as smk
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
 BUCKET = "scones-test-bucket"
-ML_DIR = Path(smk.__file__).resolve().parent
+ML_DIR = Path(__file__).resolve().parents[2] / "ml"
 
 
 @pytest.fixture()

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml import train, train_cli
-from ml.etl import extract
-from ml.testing import build_cifar_archive
+from scones.data.etl import extract
+from scones.data.synthetic import build_cifar_archive
+from scones.training import local as train_cli
+from scones.training.script import load_train_script
+
+train = load_train_script()
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--width", "4", "--batch-size", "8", "--threads", "1"]

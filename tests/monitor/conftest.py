@@ -31,7 +31,7 @@ def real_captures() -> Path:
 @pytest.fixture
 def monitor_cli() -> Callable[..., int]:
     """Run ``scones monitor ARGS`` in-process (only the monitor parser) and return its exit code."""
-    from ml import monitor
+    from scones.monitor import cli as monitor
 
     def run(*args: str) -> int:
         parser = argparse.ArgumentParser(prog="scones")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from monitor_helpers import make_record, write_capture
 
-from ml.monitor import (
+from scones.monitor.capture import describe_path, in_window, list_local, split_s3_uri
+from scones.monitor.cli import (
     EXIT_ALERT,
     EXIT_NO_CAPTURES,
     EXIT_OK,
@@ -21,7 +22,6 @@ from ml.monitor import (
     EXIT_USAGE,
     parse_when,
 )
-from ml.monitor_capture import describe_path, in_window, list_local, split_s3_uri
 
 Cli = Callable[..., int]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from monitor_helpers import PNG_1X1, make_record
 
-from ml.monitor_capture import MalformedCaptureError, parse_record
+from scones.monitor.capture import MalformedCaptureError, parse_record
 
 
 def line(record: dict[str, Any]) -> str:
@@ -189,7 +189,7 @@ def test_bad_time_is_named() -> None:
 
 def test_twin_writer_records_parse() -> None:
     """The offline twin's capture writer and this parser agree on the format."""
-    capture = pytest.importorskip("scones.twin.capture")
+    capture = pytest.importorskip("scones.endpoint.capture")
     when = datetime(2026, 11, 27, 18, 44, 5, tzinfo=UTC)
     record = capture.capture_record(
         input_data=PNG_1X1,

@@ -16,7 +16,7 @@ import pytest
 from monitor_helpers import make_record, write_capture
 from PIL import Image
 
-from ml.monitor import MonitorOptions, run_monitor
+from scones.monitor.cli import MonitorOptions, run_monitor
 
 FIGURES = (
     "confidence_over_time.png",

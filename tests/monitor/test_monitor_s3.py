@@ -14,7 +14,7 @@ import pytest
 from monitor_helpers import make_record
 from moto import mock_aws
 
-from ml.monitor import EXIT_OK, EXIT_SOURCE, MonitorOptions, run_monitor
+from scones.monitor.cli import EXIT_OK, EXIT_SOURCE, MonitorOptions, run_monitor
 
 BUCKET = "scones-images-local"
 Cli = Callable[..., int]
@@ -172,7 +172,7 @@ def test_unreachable_s3_exit_4(
 
 def test_reads_what_the_offline_twin_writes(s3: Any, tmp_path: Path, monitor_cli: Cli) -> None:
     """Contract with the twin's capture writer: its files on S3 are this command's input."""
-    capture = pytest.importorskip("scones.twin.capture")
+    capture = pytest.importorskip("scones.endpoint.capture")
     from monitor_helpers import PNG_1X1
 
     writer = capture.CaptureWriter(lambda: boto3.client("s3", region_name="us-east-1"))

@@ -20,9 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from scones.endpoint.registry import register_endpoint, unregister_endpoint
 from scones.settings import Settings
 from scones.twin import services
-from scones.twin.endpoint_registry import register_endpoint, unregister_endpoint
 
 REAL_CAPTURE = Path(__file__).resolve().parents[2] / "../shared/data/data-capture"
 KEY_PATTERN = re.compile(
@@ -345,7 +345,7 @@ def test_errors_are_not_captured_and_sampling_zero_captures_nothing(
 def test_new_and_changed_endpoints_are_served_without_restart(
     runtime: Any, twin_settings: Settings, tiny_model_tar: Path, tmp_path: Path
 ) -> None:
-    from ml.testing import build_tiny_model
+    from scones.data.synthetic import build_tiny_model
 
     name = f"ep-hot-{uuid.uuid4().hex[:6]}"
     register_endpoint(twin_settings, name, tiny_model_tar, capture_s3_uri=None)

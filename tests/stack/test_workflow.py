@@ -26,7 +26,7 @@ def _client(service: str) -> Any:
 
 
 def _png(label: int, seed: int) -> bytes:
-    from ml.testing import synthetic_images
+    from scones.data.synthetic import synthetic_images
 
     row = synthetic_images(label, 1, np.random.default_rng(seed))[0]
     buf = io.BytesIO()

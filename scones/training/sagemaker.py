@@ -2,7 +2,7 @@
 
 Subcommands (each a thin wrapper over the typed functions below, which take injected clients):
 
-* ``upload``: the ETL output folder -> ``s3://BUCKET/PREFIX/data/`` (idempotent, see ``ml.etl``).
+* ``upload``: the ETL output folder -> ``s3://BUCKET/PREFIX/data/`` (idempotent, see ``scones.data.etl``).
 * ``train``: upload ``sourcedir.tar.gz`` (``ml/train.py`` + ``serving/``) and run it as a training
   job in AWS's PyTorch training container (script mode: ``sagemaker_program`` and
   ``sagemaker_submit_directory`` hyperparameters); wait with progress; print the model's S3 URI.
@@ -54,8 +54,7 @@ DLC_ACCOUNTS = {
     "cn-northwest-1": "727897471807",
     "us-gov-west-1": "442386744353",
 }
-ML_DIR = Path(__file__).resolve().parent
-SOURCEDIR_FILES = ("train.py", "serving/__init__.py", "serving/inference.py")
+SOURCEDIR_FILES = ("train.py", "serving/inference.py")
 # Installed by the training container before train.py runs: parity check and latency in the report.
 TRAINING_REQUIREMENTS = "onnxruntime>=1.18\n"
 TERMINAL_TRAINING = {"Completed", "Failed", "Stopped"}
@@ -123,8 +122,11 @@ def image_uri(
     return f"{account}.dkr.ecr.{region}.{domain}/pytorch-{kind}:{tag}"
 
 
-def build_sourcedir(ml_dir: Path = ML_DIR) -> bytes:
+def build_sourcedir(ml_dir: Path | None = None) -> bytes:
     """``sourcedir.tar.gz`` for script mode: train.py, serving/, requirements.txt (deterministic)."""
+    from scones.training.script import source_dir
+
+    ml_dir = ml_dir or source_dir()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=9) as tar:
 
@@ -149,7 +151,7 @@ def upload_sourcedir(s3: Any, where: S3Location, job_name: str) -> str:
 
 def upload_data(s3: Any, data_dir: Path, where: S3Location, *, progress: bool = True) -> str:
     """Upload the ETL output folder to ``s3://bucket/prefix/data/`` (idempotent); return its URI."""
-    from ml.etl import upload_tree
+    from scones.data.etl import upload_tree
 
     if not (data_dir / "train.lst").is_file():
         raise SageMakerError(f"{data_dir} has no train.lst; run `scones etl --output {data_dir}`")
@@ -563,7 +565,7 @@ def _handle(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def handler(args: argparse.Namespace) -> int:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-        from ml.etl import EtlError
+        from scones.data.etl import EtlError
 
         try:
             return func(args)

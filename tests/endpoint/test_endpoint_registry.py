@@ -1,4 +1,4 @@
-"""``scones.twin.endpoint_registry``: register, replace, list, unregister, and bad input."""
+"""``scones.endpoint.registry``: register, replace, list, unregister, and bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from scones.endpoint import registry as reg
 from scones.settings import Settings
-from scones.twin import endpoint_registry as reg
 
 
 @pytest.fixture

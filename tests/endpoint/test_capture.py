@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scones.twin import capture
+from scones.endpoint import capture
 
 REAL = Path(__file__).resolve().parents[2] / "../shared/data/data-capture"
 KEY = re.compile(r"^p/q/ep/AllTraffic/2026/11/27/18/44-05-123-[0-9a-f-]{36}\.jsonl$")

@@ -154,12 +154,12 @@ def build_tiny_model(
 ) -> Path:
     """Build a real ``model.tar.gz`` through the real ETL and training path, in seconds.
 
-    Uses a synthetic archive (``build_cifar_archive``), ``ml.etl.extract`` and
-    ``ml.train_cli.train_local`` (width 8, batch 8, ``epochs`` epochs, 1 thread): a model that
+    Uses a synthetic archive (``build_cifar_archive``), ``scones.data.etl.extract`` and
+    ``scones.training.local.train_local`` (width 8, batch 8, ``epochs`` epochs, 1 thread): a model that
     separates the synthetic classes. Returns the path of ``workdir/model/model.tar.gz``.
     """
-    from ml.etl import extract
-    from ml.train_cli import train_local
+    from scones.data.etl import extract
+    from scones.training.local import train_local
 
     workdir = Path(workdir)
     archive = build_cifar_archive(workdir / "cifar-100-python.tar.gz", seed=seed)

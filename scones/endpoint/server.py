@@ -1,4 +1,4 @@
-"""The offline twin's SageMaker Runtime: ``python -m scones.twin.endpoint_server``.
+"""The offline twin's SageMaker Runtime: ``python -m scones.endpoint.server``.
 
 Serves every endpoint registered under ``$SCONES_HOME/endpoints`` (see ``endpoint_registry``)
 through its model's own ``code/inference.py``, at the path boto3's ``sagemaker-runtime`` client
@@ -34,9 +34,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from scones.endpoint import registry as endpoint_registry
+from scones.endpoint.capture import CaptureEvent, CaptureWriter
 from scones.settings import Settings
-from scones.twin import endpoint_registry
-from scones.twin.capture import CaptureEvent, CaptureWriter
 
 log = logging.getLogger("scones.endpoint")
 
@@ -597,7 +597,7 @@ def serve_worker() -> int:
     settings = Settings.from_env()
     configure_logging()
     config = uvicorn.Config(
-        "scones.twin.endpoint_server:create_app",
+        "scones.endpoint.server:create_app",
         factory=True,
         loop="uvloop",
         http="httptools",
@@ -625,7 +625,7 @@ def supervise(workers: int, *, restart_limit: int = 5) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    command = [sys.executable, "-m", "scones.twin.endpoint_server", "--worker"]
+    command = [sys.executable, "-m", "scones.endpoint.server", "--worker"]
     procs = [subprocess.Popen(command) for _ in range(workers)]
     restarts = 0
     code = 0

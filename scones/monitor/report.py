@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ml.monitor_capture import CaptureFile, Inference, format_time
+from scones.monitor.capture import CaptureFile, Inference, format_time
 
 MAX_ERRORS_SHOWN = 50
 # Bucket widths for the figures over time, finest first; the first giving <= MAX_BUCKETS wins.

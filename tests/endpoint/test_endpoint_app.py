@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from scones.endpoint import server as es
+from scones.endpoint.capture import CaptureEvent
+from scones.endpoint.registry import register_endpoint, unregister_endpoint
 from scones.settings import Settings
-from scones.twin import endpoint_server as es
-from scones.twin.capture import CaptureEvent
-from scones.twin.endpoint_registry import register_endpoint, unregister_endpoint
 
 DOUBLE = textwrap.dedent(
     '''

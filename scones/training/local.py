@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from scones.training.script import load_train_script
+
 MODEL_FILES = ("model.onnx", "classes.json", "metrics.json", "code")
 
 
@@ -56,7 +58,7 @@ def train_local(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train on ``data`` (the ETL output) and write ``out/model.tar.gz`` + ``out/metrics.json``."""
-    from ml import train
+    train = load_train_script()
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scones-train-", dir=out) as tmp:
@@ -122,7 +124,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``scones train``."""
-    from ml import train
+    train = load_train_script()
 
     data: Path = args.data
     if not (data / "train.lst").is_file() or not (data / "test.lst").is_file():

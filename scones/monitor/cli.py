@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ml.monitor_capture import (
+from scones.monitor.capture import (
     CaptureFile,
     CaptureSourceError,
     MalformedCaptureError,
@@ -32,7 +32,7 @@ from ml.monitor_capture import (
     parse_time,
     split_s3_uri,
 )
-from ml.monitor_report import (
+from scones.monitor.report import (
     BUCKETS,
     Collector,
     Figures,

@@ -1,1 +1,0 @@
-"""ML stages: ETL, training, serving, the SageMaker path and monitoring."""

@@ -1,1 +1,0 @@
-"""Inference code shipped inside model.tar.gz as code/inference.py."""
