@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,3 +52,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.stack)
         if "/tests/deployed/" in path:
             item.add_marker(pytest.mark.deployed)
+
+
+# The shared data beside the checkout (../shared/data, see its README): read in place, never copied.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_path(*parts: str) -> Path:
+    """A path under the shared data folder, or a skip that says which file the test needs."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared data {path} (../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_archive() -> Path:
+    """The CIFAR-100-format subset archive (800 train, 200 test, bicycle and motorcycle)."""
+    return shared_data_path("cifar-100-python-vehicles.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def shared_capture() -> Path:
+    """Real SageMaker Data Capture files (22 records)."""
+    return shared_data_path("data-capture")
