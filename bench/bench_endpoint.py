@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if model is None and (ROOT / ".scones/model/model.tar.gz").is_file():
             model = ROOT / ".scones/model/model.tar.gz"
         if model is None:
-            from scones.data.synthetic import build_tiny_model
+            from scones.training.tiny import build_tiny_model
 
             print("building the tiny test model (no --model and no .scones/model) ...", flush=True)
             model = build_tiny_model(Path(tmp) / "model")

@@ -129,7 +129,7 @@ def main() -> int:
             return 1
         model = args.model
         if model is None:
-            from scones.data.synthetic import build_tiny_model
+            from scones.training.tiny import build_tiny_model
 
             model = build_tiny_model(work / "tiny")
         threshold = args.threshold or (None if args.model else "0.5")

@@ -3,8 +3,9 @@
 SageMaker runs ``python train.py --epochs 30 ...`` in its PyTorch training container with the
 ``SM_*`` environment variables set; ``scones train`` calls ``main`` in-process with the same
 variables pointing at local folders. Self-contained: torch, numpy, Pillow and the sibling
-``serving/inference.py`` (copied into the model as ``code/inference.py``); tqdm and onnxruntime
-are used when present (progress bar; ONNX parity check and latency).
+``serving/`` folder (``inference.py`` and ``requirements.txt``, copied into the model's ``code/``);
+tqdm and onnxruntime are used when present (progress bar; ONNX parity check and latency).
+SageMaker installs ``requirements.txt`` (beside this file) before running it.
 
 Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<split>.lst``
 (index<TAB>label<TAB>path relative to the folder), the PNGs it lists and ``classes.json``: the
@@ -26,6 +27,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 CONFIDENCE_THRESHOLD = 0.93
 ECE_BINS = 15
-SERVING_REQUIREMENTS = "onnxruntime>=1.18\nnumpy>=1.26\nPillow>=10\n"
+# Copied from serving/ into the model's code/ folder, which SageMaker's inference container loads.
+SERVING_FILES = ("inference.py", "requirements.txt")
 
 
 class TrainingDataError(Exception):
@@ -316,21 +319,43 @@ def run(args: Any) -> dict[str, Any]:
         torch.use_deterministic_algorithms(previous[1])
 
 
-def _run(args: Any, torch: Any) -> dict[str, Any]:
-    import torch.nn.functional as F
+@dataclass
+class TrainingData:
+    """Both splits, the images as normalized tensors ``[N, 3, 32, 32]``, and the normalization."""
 
-    started = time.time()
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    classes: list[str]
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass
+class TrainingRun:
+    """What the training loop produced: the network, per-epoch history and the time it took."""
+
+    net: Any
+    history: list[dict[str, float]]
+    seconds: float
+    cpu_seconds: float
+
+
+def _seed_and_device(seed: int, torch: Any) -> Any:
+    """Seed every generator, make kernels deterministic and pick CUDA when available."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
+    return device
 
-    if args.epochs < 1 or args.batch_size < 1 or args.width < 1:
-        raise TrainingDataError("epochs, batch size and width must be at least 1")
-    train_dir, test_dir = Path(args.train), Path(args.test)
+
+def load_data(train_dir: Path, test_dir: Path, torch: Any) -> TrainingData:
+    """Read both channels and normalize them with the training set's per-channel mean and std."""
     classes = read_classes(train_dir)
     xtr_u8, ytr_np = load_split(train_dir, "train")
     xte_u8, yte_np = load_split(test_dir, "test")
@@ -345,118 +370,190 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
             1, 3, 1, 1
         )
 
-    xtr, xte = to_tensor(xtr_u8), to_tensor(xte_u8)
-    ytr = torch.from_numpy(ytr_np)
+    return TrainingData(
+        classes=classes,
+        x_train=to_tensor(xtr_u8),
+        y_train=torch.from_numpy(ytr_np),
+        x_test=to_tensor(xte_u8),
+        y_test=yte_np,
+        mean=mean,
+        std=std,
+    )
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", desc="train", file=sys.stderr)
+
+
+def train_epoch(
+    net: Any,
+    data: TrainingData,
+    step: Any,
+    gen: Any,
+    batch_size: int,
+    device: Any,
+    bar: Any = None,
+) -> dict[str, float]:
+    """One pass over the shuffled, augmented training set; ``step(loss)`` updates the weights.
+    Returns the epoch's mean loss and training accuracy."""
+    import torch
+    import torch.nn.functional as F
+
+    net.train()
+    order = torch.randperm(len(data.x_train), generator=gen)
+    loss_sum, n_seen, n_right = 0.0, 0, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        xb = _augment(data.x_train[idx], gen).to(device)
+        yb = data.y_train[idx].to(device)
+        logits = net(xb)
+        loss = F.cross_entropy(logits, yb)
+        step(loss)
+        loss_sum += loss.item() * len(idx)
+        n_seen += len(idx)
+        n_right += int((logits.argmax(1) == yb).sum())
+        if bar is not None:
+            bar.update(1)
+    return {"loss": loss_sum / n_seen, "train_accuracy": n_right / n_seen}
+
+
+def train_network(data: TrainingData, args: Any, device: Any, torch: Any) -> TrainingRun:
+    """Build the network and train it: AdamW on the one-cycle schedule, seeded by ``args.seed``."""
     gen = torch.Generator().manual_seed(args.seed)
-    net = build_model(len(classes), args.width).to(device)
-    steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
-    total_steps = max(1, args.epochs * steps_per_epoch)
+    net = build_model(len(data.classes), args.width).to(device)
+    total_steps = max(1, args.epochs * math.ceil(len(data.x_train) / args.batch_size))
     optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: one_cycle(step, total_steps)
     )
-    bar: Any = None
-    if args.progress:
-        try:
-            from tqdm import tqdm
 
-            bar = tqdm(total=total_steps, unit="step", desc="train", file=sys.stderr)
-        except ImportError:
-            bar = None
+    def step(loss: Any) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+    bar = _progress_bar(bool(args.progress), total_steps)
     t_train = time.perf_counter()
     cpu_train = time.process_time()
     history = []
     for epoch in range(args.epochs):
-        net.train()
-        order = torch.randperm(len(xtr), generator=gen)
-        loss_sum, n_seen, n_right = 0.0, 0, 0
-        for i in range(0, len(order), args.batch_size):
-            idx = order[i : i + args.batch_size]
-            xb = _augment(xtr[idx], gen).to(device)
-            yb = ytr[idx].to(device)
-            logits = net(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(idx)
-            n_seen += len(idx)
-            n_right += int((logits.argmax(1) == yb).sum())
-            if bar is not None:
-                bar.update(1)
-        history.append(
-            {"epoch": epoch + 1, "loss": loss_sum / n_seen, "train_accuracy": n_right / n_seen}
-        )
+        stats = train_epoch(net, data, step, gen, args.batch_size, device, bar)
+        history.append({"epoch": epoch + 1, **stats})
         if bar is not None:
-            bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{n_right / n_seen:.3f}")
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['train_accuracy']:.3f}")
         elif args.progress:
-            print(f"epoch {epoch + 1}/{args.epochs} loss {loss_sum / n_seen:.4f}", flush=True)
+            print(f"epoch {epoch + 1}/{args.epochs} loss {stats['loss']:.4f}", flush=True)
     if bar is not None:
         bar.close()
-    train_seconds = time.perf_counter() - t_train
-    train_cpu_seconds = time.process_time() - cpu_train
+    return TrainingRun(
+        net=net,
+        history=history,
+        seconds=time.perf_counter() - t_train,
+        cpu_seconds=time.process_time() - cpu_train,
+    )
 
-    prob_model = make_probability_model(net, bool(args.tta))
-    probs = _predict(prob_model, xte, device)
-    other = _predict(make_probability_model(net, not args.tta), xte, device)
+
+def evaluate(
+    run: TrainingRun, data: TrainingData, args: Any, device: Any, torch: Any
+) -> tuple[dict[str, Any], Any, np.ndarray]:
+    """The report on the test split, the probability model that ships and its test probabilities.
+
+    The report also scores the other test-time setting (``with_tta`` / ``without_tta``), to show
+    what mirror averaging does.
+    """
+    prob_model = make_probability_model(run.net, bool(args.tta))
+    probs = _predict(prob_model, data.x_test, device)
+    other = _predict(make_probability_model(run.net, not args.tta), data.x_test, device)
     report: dict[str, Any] = {
-        "classes": classes,
-        **classification_report(probs, yte_np),
-        "n_train": int(len(xtr)),
-        "train_seconds": round(train_seconds, 2),
-        "train_cpu_seconds": round(train_cpu_seconds, 2),
+        "classes": data.classes,
+        **classification_report(probs, data.y_test),
+        "n_train": int(len(data.x_train)),
+        "train_seconds": round(run.seconds, 2),
+        "train_cpu_seconds": round(run.cpu_seconds, 2),
         "device": device.type,
         "torch_threads": torch.get_num_threads(),
-        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "parameters": int(sum(p.numel() for p in run.net.parameters())),
         "hyperparameters": {
             k: getattr(args, k)
             for k in ("epochs", "batch_size", "lr", "weight_decay", "width", "seed", "tta")
         },
-        "final_train_loss": history[-1]["loss"] if history else None,
-        # the same network with the other test-time setting, to show what mirror averaging does
-        ("without_tta" if args.tta else "with_tta"): classification_report(other, yte_np),
+        "final_train_loss": run.history[-1]["loss"] if run.history else None,
+        ("without_tta" if args.tta else "with_tta"): classification_report(other, data.y_test),
     }
+    return report, prob_model, probs
 
-    model_dir = Path(args.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = model_dir / "model.onnx"
+
+def export_and_check(
+    prob_model: Any, probs: np.ndarray, x_test: Any, onnx_path: Path
+) -> dict[str, Any]:
+    """Export ``model.onnx``; with onnxruntime, compare it with PyTorch on the test split and
+    time it. Returns the report entries (size, largest difference, latency)."""
     export_onnx(prob_model, onnx_path)
-    report["model_bytes"] = onnx_path.stat().st_size
+    found: dict[str, Any] = {"model_bytes": onnx_path.stat().st_size}
     try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        report["onnx_max_abs_diff"] = None
-    else:
-        x_np = xte.numpy().astype(np.float32)
         import onnxruntime as ort
+    except ImportError:
+        found["onnx_max_abs_diff"] = None
+        return found
+    x_np = x_test.numpy().astype(np.float32)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_probs = sess.run(None, {"input": x_np})[0]
+    found["onnx_max_abs_diff"] = float(np.abs(onnx_probs - probs).max())
+    found.update(onnx_benchmark(onnx_path, x_np))
+    return found
 
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        onnx_probs = sess.run(None, {"input": x_np})[0]
-        report["onnx_max_abs_diff"] = float(np.abs(onnx_probs - probs).max())
-        report.update(onnx_benchmark(onnx_path, x_np))
-    report["total_seconds"] = round(time.time() - started, 2)
 
+def write_model_folder(
+    model_dir: Path,
+    data: TrainingData,
+    report: dict[str, Any],
+    history: list[dict[str, float]],
+    output_dir: Path,
+) -> None:
+    """Write ``classes.json``, ``metrics.json`` and ``code/`` beside ``model.onnx``; the metrics
+    and per-epoch history also go to SageMaker's output folder when it is writable."""
     meta = {
-        "classes": classes,
+        "classes": data.classes,
         "image_size": 32,
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
+        "mean": [float(v) for v in data.mean],
+        "std": [float(v) for v in data.std],
     }
     (model_dir / "classes.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     metrics_text = json.dumps(report, indent=2) + "\n"
     (model_dir / "metrics.json").write_text(metrics_text, encoding="utf-8")
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
-    shutil.copyfile(HERE / "serving" / "inference.py", code / "inference.py")
-    (code / "requirements.txt").write_text(SERVING_REQUIREMENTS, encoding="utf-8")
-    out = Path(args.output_data_dir)
+    for name in SERVING_FILES:
+        shutil.copyfile(HERE / "serving" / name, code / name)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(metrics_text, encoding="utf-8")
-        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(metrics_text, encoding="utf-8")
+        history_text = json.dumps(history, indent=1) + "\n"
+        (output_dir / "history.json").write_text(history_text, encoding="utf-8")
     except OSError:
         pass
+
+
+def _run(args: Any, torch: Any) -> dict[str, Any]:
+    started = time.time()
+    device = _seed_and_device(args.seed, torch)
+    if args.epochs < 1 or args.batch_size < 1 or args.width < 1:
+        raise TrainingDataError("epochs, batch size and width must be at least 1")
+    data = load_data(Path(args.train), Path(args.test), torch)
+    trained = train_network(data, args, device, torch)
+    report, prob_model, probs = evaluate(trained, data, args, device, torch)
+    model_dir = Path(args.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    report.update(export_and_check(prob_model, probs, data.x_test, model_dir / "model.onnx"))
+    report["total_seconds"] = round(time.time() - started, 2)
+    write_model_folder(model_dir, data, report, trained.history, Path(args.output_data_dir))
     return report
 
 

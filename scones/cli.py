@@ -17,12 +17,12 @@ from scones import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "scones.data.etl",  # scones etl
-    "scones.training.local",  # scones train
+    "scones.data.cli",  # scones etl
+    "scones.training.cli",  # scones train
     "scones.twin.services",  # scones up / down / status / env
     "scones.twin.commands",  # scones deploy / invoke / run / classify
     "scones.monitor.cli",  # scones monitor
-    "scones.training.sagemaker",  # scones sagemaker ...
+    "scones.sagemaker_cli",  # scones sagemaker ...
 )
 
 DESCRIPTION = """\

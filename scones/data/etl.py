@@ -1,4 +1,4 @@
-"""``scones etl``: turn a CIFAR-100 python archive into PNG files and SageMaker ``.lst`` manifests.
+"""The ETL: turn a CIFAR-100 python archive into PNG files and SageMaker ``.lst`` manifests.
 
 Output layout (``DIR``)::
 
@@ -7,13 +7,13 @@ Output layout (``DIR``)::
     DIR/train.lst, DIR/test.lst     tab-separated: running index, label, path relative to DIR
     DIR/classes.json                {"classes": [...], "source": ..., "counts": {...}}
 
-Labels are 0, 1, ... in the order the classes were given. With ``--bucket`` the same layout is
-uploaded to ``s3://BUCKET/PREFIX/``; objects already there with the same size and MD5 are skipped.
+Labels are 0, 1, ... in the order the classes were given. ``upload_tree`` uploads the same layout
+to ``s3://BUCKET/PREFIX/``; objects already there with the same size and MD5 are skipped. The
+command line (``scones etl``) is ``scones.data.cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import hashlib
 import io
@@ -22,16 +22,15 @@ import logging
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 LOG = logging.getLogger(__name__)
 
@@ -62,6 +61,10 @@ class ChecksumMismatchError(EtlError):
 
 class UnknownClassError(EtlError):
     """A requested class name is not one of the archive's fine label names."""
+
+
+class UploadFailedError(Exception):
+    """S3 refused the upload of the ETL output (an AWS error, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,18 @@ def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+def _urlopen(url: str) -> Any:
+    import urllib.request  # deferred: it pulls in http.client, email and ssl
+
+    return urllib.request.urlopen(url)
+
+
 def download(
     url: str,
     dest: Path,
     *,
     expected_md5: str | None,
-    opener: Callable[[str], Any] = urllib.request.urlopen,
+    opener: Callable[[str], Any] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (atomically, with a progress bar) and verify its MD5.
 
@@ -133,7 +142,7 @@ def download(
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = opener(url)
+                response = (opener or _urlopen)(url)
             except Exception as exc:
                 raise ArchiveNotFoundError(f"cannot download {url}: {exc}") from None
             with response:
@@ -160,7 +169,7 @@ def resolve_archive(
     *,
     cache_dir: Path | None = None,
     expected_md5: str | None = None,
-    opener: Callable[[str], Any] = urllib.request.urlopen,
+    opener: Callable[[str], Any] | None = None,
 ) -> Path:
     """Return a local path for ``source`` (a path, or a URL downloaded into the cache).
 
@@ -212,6 +221,8 @@ def _read_member(tar: tarfile.TarFile, path: Path, name: str) -> dict[str, Any]:
 
 def read_archive(path: Path) -> tuple[list[str], dict[str, Split]]:
     """Read the fine label names and the train/test splits of a CIFAR-100 python archive."""
+    import numpy as np
+
     try:
         with tarfile.open(path, "r:*") as tar:
             meta = _read_member(tar, path, "meta")
@@ -260,6 +271,8 @@ def resolve_classes(wanted: Sequence[str], names: Sequence[str]) -> list[int]:
 
 def pixels_to_image(row: np.ndarray) -> np.ndarray:
     """Turn one CIFAR row (R plane, G plane, B plane; 32x32 each) into ``[32, 32, 3]`` uint8."""
+    import numpy as np
+
     return np.ascontiguousarray(row.reshape(3, 32, 32).transpose(1, 2, 0))
 
 
@@ -358,74 +371,3 @@ def upload_tree(
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
         result.uploaded += 1
     return result
-
-
-def run(args: argparse.Namespace) -> int:
-    """Handler of ``scones etl``."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    try:
-        archive = resolve_archive(
-            args.archive, cache_dir=args.cache_dir, expected_md5=args.md5 or None
-        )
-        result = extract(archive, args.output, classes, progress=not args.quiet)
-        for split, counts in result.counts.items():
-            detail = ", ".join(f"{k} {v}" for k, v in counts.items())
-            print(f"{split}: {sum(counts.values())} images ({detail})")
-        print(f"wrote {args.output}")
-        if args.bucket:
-            up = upload_tree(
-                boto3.client("s3"),
-                args.output,
-                result.files,
-                args.bucket,
-                args.prefix,
-                progress=not args.quiet,
-            )
-            dest = f"s3://{args.bucket}/{args.prefix.strip('/')}"
-            print(f"uploaded {up.uploaded}, unchanged {up.skipped} -> {dest}")
-    except EtlError as exc:
-        print(f"scones etl: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except (BotoCoreError, ClientError) as exc:
-        print(f"scones etl: upload failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``scones etl`` to the CLI."""
-    parser = subparsers.add_parser(
-        "etl",
-        help="CIFAR-100 archive -> PNGs + .lst manifests (+ S3 upload)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Extract chosen fine-label classes of a CIFAR-100 python archive into PNG files,\n"
-            "SageMaker .lst manifests (index<TAB>label<TAB>path) and classes.json.\n\n"
-            "The archive is a local .tar.gz or a URL; the official URL\n"
-            f"  {OFFICIAL_URL}\n"
-            "is downloaded once, MD5-checked and cached (~/.cache/scones or $SCONES_CACHE_DIR).\n"
-            "Labels are 0, 1, ... in the order of --classes. File names are deterministic:\n"
-            "<split>/<index in the archive>_<class>.png.\n\n"
-            "Example:\n"
-            "  scones etl --archive cifar-100-python.tar.gz --output data\n"
-            "  scones etl --archive A.tar.gz --output data --bucket my-bucket --prefix cifar"
-        ),
-    )
-    parser.add_argument("--archive", required=True, help="CIFAR-100 python .tar.gz path or URL")
-    parser.add_argument("--output", required=True, type=Path, help="output folder")
-    parser.add_argument(
-        "--classes",
-        default=",".join(DEFAULT_CLASSES),
-        help="comma-separated fine label names, label order (default: %(default)s)",
-    )
-    parser.add_argument("--bucket", help="also upload the output to this S3 bucket")
-    parser.add_argument("--prefix", default="data", help="S3 key prefix (default: %(default)s)")
-    parser.add_argument("--md5", help="expected MD5 of the archive (the official URL's is known)")
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="download cache (default ~/.cache/scones)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)

@@ -1,9 +1,9 @@
-"""Test helpers: small CIFAR-100 archives in the official format and a real tiny model.
+"""Small CIFAR-100 archives in the official format, for tests, benchmarks and demos.
 
 ``build_cifar_archive`` writes a ``cifar-100-python.tar.gz`` with the official layout and pickle
 format (Python 2 ``str`` opcodes, so ``pickle.load(f, encoding="bytes")`` gives bytes keys exactly
-as with the official file) and synthetic images whose classes are easy to learn.
-``build_tiny_model`` runs the real ETL and training on such an archive (a few seconds).
+as with the official file) and synthetic images whose classes are easy to learn. A real tiny
+model trained on such an archive is ``scones.training.tiny.build_tiny_model``.
 """
 
 from __future__ import annotations
@@ -143,35 +143,3 @@ def build_cifar_archive(
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(payload))
     return path
-
-
-def build_tiny_model(
-    workdir: Path,
-    *,
-    epochs: int = 6,
-    seed: int = 0,
-    classes: tuple[str, ...] = ("bicycle", "motorcycle"),
-) -> Path:
-    """Build a real ``model.tar.gz`` through the real ETL and training path, in seconds.
-
-    Uses a synthetic archive (``build_cifar_archive``), ``scones.data.etl.extract`` and
-    ``scones.training.local.train_local`` (width 8, batch 8, ``epochs`` epochs, 1 thread): a model that
-    separates the synthetic classes. Returns the path of ``workdir/model/model.tar.gz``.
-    """
-    from scones.data.etl import extract
-    from scones.training.local import train_local
-
-    workdir = Path(workdir)
-    archive = build_cifar_archive(workdir / "cifar-100-python.tar.gz", seed=seed)
-    data = workdir / "data"
-    extract(archive, data, classes, progress=False)
-    out = workdir / "model"
-    train_local(
-        data,
-        out,
-        epochs=epochs,
-        seed=seed,
-        extra=["--width", "8", "--batch-size", "8", "--threads", "1"],
-        progress=False,
-    )
-    return out / "model.tar.gz"

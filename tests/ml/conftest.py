@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scones.data.synthetic import build_cifar_archive, build_tiny_model
+from scones.data.synthetic import build_cifar_archive
+from scones.training.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="session")

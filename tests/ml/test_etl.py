@@ -18,16 +18,9 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
+from scones.data import cli as etl_cli
 from scones.data import etl
 from scones.data.synthetic import FINE_LABEL_NAMES, dumps_py2
-
-SHARED_ARCHIVE = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "data"
-    / "cifar-100-python-vehicles.tar.gz"
-)
 
 
 def read_member(archive: Path, name: str, encoding: str = "bytes") -> dict:
@@ -39,7 +32,7 @@ def read_member(archive: Path, name: str, encoding: str = "bytes") -> dict:
 
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    etl.register(parser.add_subparsers())
+    etl_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["etl", *argv])
     return int(args.func(args))
 
@@ -287,7 +280,8 @@ def test_cli_errors_are_one_line(
         == 2
     )
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "UnknownClassError" in err and "motorcycle" in err
+    assert err.count("\n") == 0 and "motorcycle" in err
+    assert err.startswith("scones etl: UnknownClassError: ")
     assert cli("--archive", str(tmp_path / "missing.tar.gz"), "--output", str(tmp_path / "o")) == 2
     assert "ArchiveNotFoundError" in capsys.readouterr().err
 
@@ -321,9 +315,8 @@ def test_cli_writes_and_uploads(
     assert "uploaded 63, unchanged 0 -> s3://etl-bucket/p" in out
 
 
-@pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason="shared data not present")
-def test_shared_vehicles_archive(tmp_path: Path) -> None:
-    result = etl.extract(SHARED_ARCHIVE.resolve(), tmp_path / "data", progress=False)
+def test_shared_vehicles_archive(shared_archive: Path, tmp_path: Path) -> None:
+    result = etl.extract(shared_archive, tmp_path / "data", progress=False)
     assert result.counts == {
         "train": {"bicycle": 400, "motorcycle": 400},
         "test": {"bicycle": 100, "motorcycle": 100},
@@ -351,4 +344,5 @@ def test_cli_upload_to_missing_bucket_is_one_line(
     )
     assert rc == 1
     err = capsys.readouterr().err
-    assert "upload failed" in err and "NoSuchBucket" in err and "Traceback" not in err
+    assert err.startswith("scones etl: UploadFailedError: upload failed: ")
+    assert "NoSuchBucket" in err and "Traceback" not in err

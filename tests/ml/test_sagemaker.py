@@ -14,9 +14,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from scones import sagemaker_cli
+from scones.aws import S3Location, if_found, image_uri, is_not_found
 from scones.data.etl import extract
 from scones.data.synthetic import build_cifar_archive
-from scones.training import sagemaker as smk
+from scones.endpoint import sagemaker as endpoint_sm
+from scones.training import sagemaker as training_sm
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
@@ -51,34 +54,57 @@ def data_dir(tmp_path: Path) -> Path:
 
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    smk.register(parser.add_subparsers())
+    sagemaker_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["sagemaker", *argv])
     return int(args.func(args))
 
 
 def test_image_uris() -> None:
-    assert smk.image_uri("training", "us-east-1", "ml.g4dn.xlarge") == (
+    assert image_uri("training", "us-east-1", "ml.g4dn.xlarge") == (
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
         "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
     )
-    assert smk.image_uri("inference", "eu-west-1", "ml.m5.large") == (
+    assert image_uri("inference", "eu-west-1", "ml.m5.large") == (
         "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
         "pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
     )
-    assert smk.image_uri("training", "ap-east-1", "ml.p3.2xlarge").startswith("871362719292.")
-    assert ".amazonaws.com.cn/" in smk.image_uri("inference", "cn-north-1", "ml.c5.large")
+    assert image_uri("training", "ap-east-1", "ml.p3.2xlarge").startswith("871362719292.")
+    assert ".amazonaws.com.cn/" in image_uri("inference", "cn-north-1", "ml.c5.large")
     with pytest.raises(ValueError):
-        smk.image_uri("serving", REGION, "ml.m5.large")
+        image_uri("serving", REGION, "ml.m5.large")
 
 
-def test_sourcedir_holds_the_training_script_and_serving_code() -> None:
-    with tarfile.open(fileobj=io.BytesIO(smk.build_sourcedir())) as tar:
-        names = sorted(tar.getnames())
-        assert names == sorted([*smk.SOURCEDIR_FILES, "requirements.txt"])
-        for rel in smk.SOURCEDIR_FILES:
+def test_sourcedir_is_exactly_the_ml_folder() -> None:
+    files = training_sm.sourcedir_files(ML_DIR)
+    assert {"train.py", "requirements.txt", "serving/inference.py"} <= set(files)
+    assert "serving/requirements.txt" in files  # copied into the model's code/ by train.py
+    with tarfile.open(fileobj=io.BytesIO(training_sm.build_sourcedir())) as tar:
+        assert tar.getnames() == files
+        for rel in files:
             member = tar.extractfile(rel)
             assert member is not None and member.read() == (ML_DIR / rel).read_bytes()
-    assert smk.build_sourcedir() == smk.build_sourcedir()  # deterministic
+    assert b"onnxruntime" in (ML_DIR / "requirements.txt").read_bytes()
+
+
+def test_sourcedir_leaves_out_caches_and_is_deterministic(tmp_path: Path) -> None:
+    ml = tmp_path / "ml"
+    (ml / "serving" / "__pycache__").mkdir(parents=True)
+    (ml / ".ruff_cache").mkdir()
+    (ml / "train.py").write_text("print('hi')\n")
+    (ml / "serving" / "inference.py").write_text("x = 1\n")
+    (ml / "serving" / "__pycache__" / "inference.cpython-311.pyc").write_bytes(b"\0")
+    (ml / "stray.pyc").write_bytes(b"\0")
+    (ml / ".ruff_cache" / "x").write_text("cache")
+    (ml / ".DS_Store").write_bytes(b"\0")
+    assert training_sm.sourcedir_files(ml) == ["serving/inference.py", "train.py"]
+    blob = training_sm.build_sourcedir(ml)
+    assert blob[4:8] == b"\0\0\0\0"  # gzip header time: 0, so the bytes do not depend on when
+    assert blob == training_sm.build_sourcedir(ml)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        assert {(m.name, m.mode, m.mtime, m.uid) for m in tar.getmembers()} == {
+            ("serving/inference.py", 0o644, 0, 0),
+            ("train.py", 0o644, 0, 0),
+        }
 
 
 def test_train_uploads_and_starts_the_script_mode_job(
@@ -113,7 +139,7 @@ def test_train_uploads_and_starts_the_script_mode_job(
     job = boto3.client("sagemaker", region_name=REGION).describe_training_job(
         TrainingJobName="job-1"
     )
-    assert job["AlgorithmSpecification"]["TrainingImage"] == smk.image_uri(
+    assert job["AlgorithmSpecification"]["TrainingImage"] == image_uri(
         "training", REGION, "ml.g4dn.xlarge"
     )
     assert job["RoleArn"] == ROLE
@@ -175,7 +201,7 @@ def test_deploy_creates_model_config_with_capture_and_endpoint(
     assert modes == ["Input", "Output"]
     model = sm.describe_model(ModelName=variant["ModelName"])
     container = model["PrimaryContainer"]
-    assert container["Image"] == smk.image_uri("inference", REGION, "ml.m5.large")
+    assert container["Image"] == image_uri("inference", REGION, "ml.m5.large")
     assert container["ModelDataUrl"] == model_data
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert model["ExecutionRoleArn"] == ROLE
@@ -196,7 +222,7 @@ def test_deploy_creates_model_config_with_capture_and_endpoint(
         )
         == 2
     )
-    assert "EndpointExistsError" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("scones sagemaker: EndpointExistsError: endpoint")
 
     assert cli("delete", "--region", REGION) == 0
     out = capsys.readouterr().out
@@ -259,7 +285,7 @@ def test_deploy_from_training_job(aws: None, data_dir: Path) -> None:
 def test_role_is_required(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("train", "--bucket", BUCKET, "--region", REGION, "--quiet") == 2
     err = capsys.readouterr().err
-    assert "MissingRoleError" in err and "SCONES_SAGEMAKER_ROLE" in err
+    assert err.startswith("scones sagemaker: MissingRoleError: ") and "SCONES_SAGEMAKER_ROLE" in err
     assert "Traceback" not in err
     assert (
         cli(
@@ -334,8 +360,10 @@ def test_wait_reports_failure_reason() -> None:
         ]
     )
     sleeps: list[float] = []
-    with pytest.raises(smk.TrainingJobFailedError, match="AlgorithmError: TrainingDataError"):
-        smk.wait_for_training_job(fake, "j", poll_s=5, sleep=sleeps.append, progress=False)
+    with pytest.raises(
+        training_sm.TrainingJobFailedError, match="AlgorithmError: TrainingDataError"
+    ):
+        training_sm.wait_for_training_job(fake, "j", poll_s=5, sleep=sleeps.append, progress=False)
     assert fake.calls == 3 and sleeps == [5, 5]
 
 
@@ -344,5 +372,60 @@ def test_endpoint_failure_is_named() -> None:
         def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
             return {"EndpointStatus": "Failed", "FailureReason": "image pull failed"}
 
-    with pytest.raises(smk.EndpointFailedError, match="image pull failed"):
-        smk.wait_for_endpoint(Fake(), "e", sleep=lambda s: None, progress=False)
+    with pytest.raises(endpoint_sm.EndpointFailedError, match="image pull failed"):
+        endpoint_sm.wait_for_endpoint(Fake(), "e", sleep=lambda s: None, progress=False)
+
+
+def test_endpoint_wait_polls_until_in_service() -> None:
+    states = iter(["Creating", "Creating", "InService"])
+    sleeps: list[float] = []
+
+    class Fake:
+        def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
+            return {"EndpointStatus": next(states), "EndpointName": EndpointName}
+
+    desc = endpoint_sm.wait_for_endpoint(Fake(), "e", poll_s=2, sleep=sleeps.append, progress=False)
+    assert desc["EndpointStatus"] == "InService" and sleeps == [2, 2]
+
+
+def test_delete_skips_parts_already_gone(aws: None) -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    names = endpoint_sm.deploy(
+        sm,
+        model_data=f"s3://{BUCKET}/m.tar.gz",
+        role_arn=ROLE,
+        region=REGION,
+        where=S3Location(BUCKET),
+        endpoint_name="ep-gone",
+        suffix="x",
+        progress=False,
+    )
+    sm.delete_endpoint_config(EndpointConfigName=names["config"])
+    assert endpoint_sm.delete(sm, "ep-gone") == [
+        "endpoint ep-gone"
+    ]  # config and its models unknown
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["scones-model-x"]
+    assert endpoint_sm.delete(sm, "ep-gone") == []
+
+
+def test_not_found_is_told_apart_from_other_errors() -> None:
+    from botocore.exceptions import ClientError
+
+    def error(code: str, message: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, "DescribeEndpoint")
+
+    assert is_not_found(error("ValidationException", "Could not find endpoint x"))
+    assert is_not_found(error("ResourceNotFound", "gone"))
+    assert not is_not_found(error("AccessDeniedException", "no"))
+    assert not is_not_found(ValueError("does not exist"))
+
+    def describe(exc: ClientError) -> Any:
+        def call() -> Any:
+            raise exc
+
+        return call
+
+    with pytest.raises(ClientError):
+        if_found(describe(error("ThrottlingException", "slow down")))
+    assert if_found(describe(error("ValidationException", "does not exist"))) is None
+    assert if_found(lambda: {"ok": 1}) == {"ok": 1}

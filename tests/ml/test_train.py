@@ -15,7 +15,8 @@ import pytest
 
 from scones.data.etl import extract
 from scones.data.synthetic import build_cifar_archive
-from scones.training import local as train_cli
+from scones.training import cli as train_cli
+from scones.training.local import train_local
 from scones.training.script import load_train_script
 
 train = load_train_script()
@@ -34,7 +35,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    train_cli.register(parser.add_subparsers())
+    train_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", *argv])
     return int(args.func(args))
 
@@ -52,6 +53,10 @@ def test_model_tar_layout(tiny_model_tar: Path) -> None:
             ]
         )
         meta = json.load(tar.extractfile("classes.json"))  # type: ignore[arg-type]
+        for name in ("inference.py", "requirements.txt"):  # code/ is ml/serving/, byte for byte
+            shipped = tar.extractfile(f"code/{name}")
+            assert shipped is not None
+            assert shipped.read() == (ROOT / "ml" / "serving" / name).read_bytes()
     assert meta["classes"] == ["bicycle", "motorcycle"] and meta["image_size"] == 32
     assert len(meta["mean"]) == len(meta["std"]) == 3 and all(s > 0 for s in meta["std"])
 
@@ -77,7 +82,7 @@ def test_onnx_graph_contract(tiny_model_dir: Path) -> None:
 def test_mirror_averaging_is_one_graph(tiny_data: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    report = train_cli.train_local(
+    report = train_local(
         tiny_data, tmp_path, epochs=1, seed=0, extra=[*FAST, "--tta", "1"], progress=False
     )
     assert report["hyperparameters"]["tta"] == 1 and "without_tta" in report
@@ -134,15 +139,11 @@ def test_training_is_deterministic(tiny_data: Path, tmp_path: Path) -> None:
     reports = []
     for run in ("a", "b"):
         reports.append(
-            train_cli.train_local(
-                tiny_data, tmp_path / run, epochs=2, seed=3, extra=FAST, progress=False
-            )
+            train_local(tiny_data, tmp_path / run, epochs=2, seed=3, extra=FAST, progress=False)
         )
     for key in ("accuracy", "ece", "nll", "final_train_loss"):
         assert reports[0][key] == reports[1][key], key
-    other = train_cli.train_local(
-        tiny_data, tmp_path / "c", epochs=2, seed=4, extra=FAST, progress=False
-    )
+    other = train_local(tiny_data, tmp_path / "c", epochs=2, seed=4, extra=FAST, progress=False)
     assert other["nll"] != reports[0]["nll"]
 
 
@@ -258,7 +259,8 @@ def test_cli_prints_table_and_writes_outputs(
 def test_cli_without_etl_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("--data", str(tmp_path), "--model-dir", str(tmp_path / "m")) == 2
     err = capsys.readouterr().err
-    assert "scones etl" in err and err.count("\n") == 1
+    assert err.startswith(f"scones train: {tmp_path} has no train.lst/test.lst; run `scones etl")
+    assert err.count("\n") == 1
 
 
 def test_bad_manifest_is_named(
@@ -270,7 +272,7 @@ def test_bad_manifest_is_named(
     shutil.copytree(tiny_data, data)
     (data / "train.lst").write_text("0\t0\ttrain/missing.png\n")
     assert cli("--data", str(data), "--model-dir", str(tmp_path / "m"), "--quiet") == 2
-    assert "TrainingDataError" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("scones train: TrainingDataError: ")
     (data / "train.lst").write_text("just one column\n")
     with pytest.raises(train.TrainingDataError, match="index<TAB>label<TAB>path"):
         train.load_split(data, "train")

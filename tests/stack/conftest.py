@@ -7,7 +7,7 @@ endpoint run. While each test module under tests/stack runs (its module-scoped f
 included), ``os.environ`` holds the twin's SCONES_* settings and ``settings.aws_env()``, so plain
 ``boto3.client("s3")`` etc. reach the twin; other test folders never see these variables.
 
-``tiny_model_tar`` (session): a real ``model.tar.gz`` built by ``scones.data.synthetic.build_tiny_model``
+``tiny_model_tar`` (session): a real ``model.tar.gz`` built by ``scones.training.tiny.build_tiny_model``
 (the real ETL + training on a small synthetic CIFAR-100 archive, a few seconds).
 
 ``twin_bucket`` (session): an S3 bucket created on the twin for tests to write into.
@@ -101,8 +101,8 @@ def twin_settings(_twin: tuple[Settings, dict[str, str]]) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_model_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, small ``model.tar.gz`` (``scones.data.synthetic.build_tiny_model``)."""
-    from scones.data.synthetic import build_tiny_model
+    """A real, small ``model.tar.gz`` (``scones.training.tiny.build_tiny_model``)."""
+    from scones.training.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 

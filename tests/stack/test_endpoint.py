@@ -345,7 +345,7 @@ def test_errors_are_not_captured_and_sampling_zero_captures_nothing(
 def test_new_and_changed_endpoints_are_served_without_restart(
     runtime: Any, twin_settings: Settings, tiny_model_tar: Path, tmp_path: Path
 ) -> None:
-    from scones.data.synthetic import build_tiny_model
+    from scones.training.tiny import build_tiny_model
 
     name = f"ep-hot-{uuid.uuid4().hex[:6]}"
     register_endpoint(twin_settings, name, tiny_model_tar, capture_s3_uri=None)
