@@ -13,7 +13,6 @@ Usage: .venv/bin/python bench/bench_monitor.py [--sizes 10000,100000] [--per-fil
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
@@ -31,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CAPTURE = ROOT / ".." / "shared" / "data" / "data-capture"
 
 
-def png_payloads(count: int, seed: int) -> list[str]:
-    """A few distinct random 32x32 PNGs (about 3 KB each), base64 as Data Capture stores them."""
+def png_payloads(count: int, seed: int) -> list[bytes]:
+    """A few distinct random 32x32 PNGs (about 3 KB each)."""
     from PIL import Image
 
     rng = random.Random(seed)
@@ -41,12 +40,17 @@ def png_payloads(count: int, seed: int) -> list[str]:
         image = Image.frombytes("RGB", (32, 32), rng.randbytes(32 * 32 * 3))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        payloads.append(base64.b64encode(buffer.getvalue()).decode())
+        payloads.append(buffer.getvalue())
     return payloads
 
 
 def generate(root: Path, records: int, per_file: int, seed: int = 7) -> int:
-    """Write ``records`` captures over 48 hours in ``per_file``-record files; return file count."""
+    """Write ``records`` captures over 48 hours in ``per_file``-record files; return file count.
+
+    Records and paths are made by the endpoint's Data Capture writer, as the twin writes them.
+    """
+    from scones.endpoint.capture import capture_key, encode_record
+
     rng = random.Random(seed)
     payloads = png_payloads(32, seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -54,45 +58,30 @@ def generate(root: Path, records: int, per_file: int, seed: int = 7) -> int:
     files = 0
     for first in range(0, records, per_file):
         when = start + first * step
-        folder = root / "scones-image-classifier" / "AllTraffic" / f"{when:%Y/%m/%d/%H}"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.UUID(int=rng.getrandbits(128))}.jsonl"
-        with open(folder / name, "w") as handle:
+        file_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        path = root / capture_key("", "scones-image-classifier", "AllTraffic", when, file_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
             for i in range(first, min(first + per_file, records)):
                 handle.write(
-                    json.dumps(
-                        _record(rng, payloads[i % len(payloads)], start + i * step),
-                        separators=(",", ":"),
-                    )
-                    + "\n"
+                    encode_record(_record(rng, payloads[i % len(payloads)], start + i * step))
                 )
         files += 1
     return files
 
 
-def _record(rng: random.Random, payload: str, when: datetime) -> dict[str, object]:
+def _record(rng: random.Random, payload: bytes, when: datetime) -> dict[str, object]:
+    from scones.endpoint.capture import capture_record
+
     p = min(max(rng.betavariate(0.4, 0.4), 0.0), 1.0)  # confidences spread over 0.5..1
-    return {
-        "captureData": {
-            "endpointInput": {
-                "observedContentType": "image/png",
-                "mode": "INPUT",
-                "data": payload,
-                "encoding": "BASE64",
-            },
-            "endpointOutput": {
-                "observedContentType": "application/json",
-                "mode": "OUTPUT",
-                "data": json.dumps([p, 1.0 - p]),
-                "encoding": "JSON",
-            },
-        },
-        "eventMetadata": {
-            "eventId": str(uuid.UUID(int=rng.getrandbits(128))),
-            "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        },
-        "eventVersion": "0",
-    }
+    return capture_record(
+        input_data=payload,
+        input_content_type="image/png",
+        output_data=json.dumps([p, 1.0 - p]).encode(),
+        output_content_type="application/json",
+        event_id=str(uuid.UUID(int=rng.getrandbits(128))),
+        inference_time=when,
+    )
 
 
 def run_monitor(source: str, output: Path) -> tuple[float, float, int]:

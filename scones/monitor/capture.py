@@ -1,67 +1,29 @@
-"""Read SageMaker Data Capture files: find them (local folder or S3) and parse their records.
+"""Find Data Capture files (local folder or S3 prefix) and read their lines.
 
 SageMaker writes one JSON Lines file per batch of captured requests under
-``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``. Each line holds
-``captureData.endpointInput`` / ``captureData.endpointOutput`` (``observedContentType``,
-``mode``, ``encoding`` BASE64 / JSON / CSV, ``data``), ``eventMetadata`` (``eventId``,
-``inferenceTime``, optional ``inferenceId``) and ``eventVersion``.
-
-Everything here streams: files are read line by line and a parsed record keeps only the few
-values a report needs (never the payloads).
+``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``; the path tells
+the endpoint, the variant and the hour. Files are streamed line by line (local) or fetched a
+few at a time on threads (S3), so memory does not grow with the number of files.
 """
 
 from __future__ import annotations
 
-import binascii
-import json
-import math
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scones.monitor.errors import CaptureSourceError
+
 # .../<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl
 _CAPTURE_PATH = re.compile(
     r"(?:^|/)(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/"
     r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})/[^/]+\.jsonl$"
 )
-_ENCODINGS = ("BASE64", "JSON", "CSV")
-_PROBABILITY_SLACK = 1e-4  # float32 softmax outputs may overshoot [0, 1] by rounding
-
-
-class MalformedCaptureError(ValueError):
-    """A Data Capture record that cannot be read as one inference."""
-
-
-class CaptureSourceError(RuntimeError):
-    """The capture source (folder or S3 prefix) cannot be listed or read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Inference:
-    """The parts of one captured request that monitoring needs (payloads are not kept)."""
-
-    time: datetime  # aware, UTC
-    event_id: str
-    inference_id: str
-    probabilities: tuple[float, ...]
-    input_bytes: int | None  # size of the request body; None when input was not captured
-    input_content_type: str
-
-    @property
-    def label(self) -> int:
-        """Index of the most probable class (the first one on a tie)."""
-        probs = self.probabilities
-        return max(range(len(probs)), key=probs.__getitem__)
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the predicted class."""
-        return max(self.probabilities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,159 +35,6 @@ class CaptureFile:
     variant: str
     hour: datetime | None  # the hour folder the file sits in, if any
     size: int
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp such as ``2024-10-16T09:16:33Z``; naive means UTC."""
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def format_time(value: datetime) -> str:
-    """Format a UTC time the way Data Capture does (``Z`` suffix, milliseconds if any)."""
-    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond // 1000:03d}"
-    return text + "Z"
-
-
-def _section(record: dict[str, Any], name: str, mode: str, *, required: bool) -> dict[str, Any]:
-    capture = record["captureData"]
-    section = capture.get(name)
-    if section is None:
-        if required:
-            raise MalformedCaptureError(f"captureData.{name} is missing")
-        return {}
-    if not isinstance(section, dict):
-        raise MalformedCaptureError(f"captureData.{name} is not an object")
-    for key in ("data", "encoding"):
-        if key not in section:
-            raise MalformedCaptureError(f"captureData.{name}.{key} is missing")
-    if not isinstance(section["data"], str):
-        raise MalformedCaptureError(f"captureData.{name}.data is not a string")
-    if section["encoding"] not in _ENCODINGS:
-        raise MalformedCaptureError(
-            f"captureData.{name}.encoding is {section['encoding']!r}, expected BASE64, JSON or CSV"
-        )
-    if section.get("mode", mode) != mode:
-        raise MalformedCaptureError(
-            f"captureData.{name}.mode is {section['mode']!r}, expected {mode}"
-        )
-    return section
-
-
-def _csv_numbers(text: str, where: str) -> list[Any]:
-    cells = [cell.strip() for cell in re.split(r"[,\n]", text.strip()) if cell.strip()]
-    try:
-        return [float(cell) for cell in cells]
-    except ValueError:
-        raise MalformedCaptureError(f"{where} is not CSV numbers: {text[:40]!r}") from None
-
-
-def _decode_output(section: dict[str, Any]) -> Any:
-    """Turn endpointOutput's ``data`` into a Python value according to its encoding."""
-    data: str = section["data"]
-    encoding = section["encoding"]
-    content_type = str(section.get("observedContentType", "")).lower()
-    if encoding == "BASE64":
-        try:
-            raw = binascii.a2b_base64(data, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise MalformedCaptureError(
-                "captureData.endpointOutput.data is not valid base64"
-            ) from None
-        try:
-            data = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedCaptureError(
-                f"endpointOutput ({content_type or 'no content type'}) is binary, not probabilities"
-            ) from None
-        encoding = "CSV" if "csv" in content_type else "JSON"
-    if encoding == "CSV":
-        return _csv_numbers(data, "captureData.endpointOutput.data")
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise MalformedCaptureError(
-            f"captureData.endpointOutput.data is not valid JSON: {data[:40]!r}"
-        ) from None
-
-
-def _probabilities(value: Any) -> tuple[float, ...]:
-    """Check a decoded model output is a list of class probabilities (or one such row)."""
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-        value = value[0]  # a batch of one: [[p0, p1, ...]]
-    if not isinstance(value, list):
-        raise MalformedCaptureError(
-            f"endpointOutput is a JSON {type(value).__name__}, expected a list of class probabilities"
-        )
-    if not value:
-        raise MalformedCaptureError("endpointOutput is an empty list")
-    probs: list[float] = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            raise MalformedCaptureError(
-                f"endpointOutput holds {type(item).__name__} {str(item)[:20]!r}, expected numbers"
-            )
-        number = float(item)
-        if not math.isfinite(number) or not -_PROBABILITY_SLACK <= number <= 1 + _PROBABILITY_SLACK:
-            raise MalformedCaptureError(f"endpointOutput value {number!r} is not a probability")
-        probs.append(number)
-    return tuple(probs)
-
-
-def _input_size(section: dict[str, Any]) -> int | None:
-    if not section:
-        return None
-    data: str = section["data"]
-    if section["encoding"] == "BASE64":
-        try:
-            return len(binascii.a2b_base64(data, strict_mode=True))
-        except (binascii.Error, ValueError):
-            raise MalformedCaptureError(
-                "captureData.endpointInput.data is not valid base64"
-            ) from None
-    return len(data.encode("utf-8"))
-
-
-def parse_record(line: str | bytes) -> Inference:
-    """Parse one Data Capture JSON line; raise ``MalformedCaptureError`` saying what is wrong."""
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        raise MalformedCaptureError(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(record, dict):
-        raise MalformedCaptureError(f"record is a JSON {type(record).__name__}, expected an object")
-    if not isinstance(record.get("captureData"), dict):
-        raise MalformedCaptureError("captureData is missing or not an object")
-    metadata = record.get("eventMetadata")
-    if not isinstance(metadata, dict):
-        raise MalformedCaptureError("eventMetadata is missing or not an object")
-    event_id = metadata.get("eventId")
-    if not isinstance(event_id, str) or not event_id:
-        raise MalformedCaptureError("eventMetadata.eventId is missing")
-    when = metadata.get("inferenceTime")
-    if not isinstance(when, str):
-        raise MalformedCaptureError("eventMetadata.inferenceTime is missing")
-    try:
-        time = parse_time(when)
-    except ValueError:
-        raise MalformedCaptureError(
-            f"eventMetadata.inferenceTime {when[:40]!r} is not an ISO 8601 time"
-        ) from None
-    inference_id = metadata.get("inferenceId", "")
-    output = _section(record, "endpointOutput", "OUTPUT", required=True)
-    inputs = _section(record, "endpointInput", "INPUT", required=False)
-    return Inference(
-        time=time,
-        event_id=event_id,
-        inference_id=inference_id if isinstance(inference_id, str) else str(inference_id),
-        probabilities=_probabilities(_decode_output(output)),
-        input_bytes=_input_size(inputs),
-        input_content_type=str(inputs.get("observedContentType", "")),
-    )
 
 
 def describe_path(location: str, size: int) -> CaptureFile:
@@ -270,6 +79,37 @@ def list_s3(client: Any, bucket: str, prefix: str) -> list[CaptureFile]:
                 found.append(describe_path(f"s3://{bucket}/{key}", int(item.get("Size", 0))))
     found.sort(key=lambda f: f.location)
     return found
+
+
+def list_source(source: str, s3_client: Callable[[], Any]) -> list[CaptureFile]:
+    """List the capture files of a local folder or an ``s3://`` prefix.
+
+    ``s3_client`` returns a boto3 S3 client; it is called only for ``s3://`` sources. Every way
+    listing can fail becomes a one-line ``CaptureSourceError``.
+    """
+    if not source.startswith("s3://"):
+        return list_local(Path(source))
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
+
+    bucket, prefix = split_s3_uri(source)
+    try:
+        return list_s3(s3_client(), bucket, prefix)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        detail = error.get("Code") or "error"
+        if error.get("Message"):
+            detail += f" ({error['Message']})"
+        raise CaptureSourceError(f"cannot list {source}: {detail}") from None
+    except (NoCredentialsError, EndpointConnectionError) as exc:
+        hint = 'for the offline twin: eval "$(scones env)" after scones up'
+        raise CaptureSourceError(f"cannot list {source}: {exc} ({hint})") from None
+    except BotoCoreError as exc:
+        raise CaptureSourceError(f"cannot list {source}: {exc}") from None
 
 
 def read_lines(capture: CaptureFile) -> Iterator[bytes]:

@@ -1,4 +1,7 @@
-"""Fixtures for the monitor tests: the real captures, record builders, an isolated SCONES_HOME."""
+"""Fixtures for the monitor tests: generated captures, the CLI in-process, an isolated SCONES_HOME.
+
+The real SageMaker captures come from ``shared_capture`` (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from monitor_helpers import SHARED_CAPTURE
+from monitor_helpers import write_generated_captures
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +24,9 @@ def _isolated_home(
 
 
 @pytest.fixture
-def real_captures() -> Path:
-    """The 22 records written by a real SageMaker endpoint (shared data, read-only)."""
-    if not SHARED_CAPTURE.is_dir():
-        pytest.skip(f"shared Data Capture files not found at {SHARED_CAPTURE.resolve()}")
-    return SHARED_CAPTURE.resolve()
+def captures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated capture set (``monitor_helpers.GENERATED``: 22 records in 12 flat files)."""
+    return write_generated_captures(tmp_path_factory.mktemp("captures"))
 
 
 @pytest.fixture

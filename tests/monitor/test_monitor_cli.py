@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from monitor_helpers import make_record, write_capture
+from monitor_helpers import GENERATED, GENERATED_BELOW_093, make_record, write_capture
 
 from scones.monitor.capture import describe_path, in_window, list_local, split_s3_uri
 from scones.monitor.cli import (
@@ -40,17 +41,24 @@ def real_records(folder: Path) -> list[dict]:
     ]
 
 
-def test_real_captures_give_22_rows_with_their_content(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("data", ["shared", "generated"])
+def test_captures_give_22_rows_with_their_content(
+    data: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monitor_cli: Cli,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Every record becomes one row holding exactly what was captured: the real SageMaker
+    captures (shared data) and the generated set written in the twin's capture format."""
+    folder = request.getfixturevalue("shared_capture" if data == "shared" else "captures")
     out = tmp_path / "report"
     assert (
-        monitor_cli(str(real_captures), "--output", str(out), "--classes", "bicycle,motorcycle")
-        == EXIT_OK
+        monitor_cli(str(folder), "--output", str(out), "--classes", "bicycle,motorcycle") == EXIT_OK
     )
     rows = read_csv(out / "inferences.csv")
     assert len(rows) == 22
-    expected = {r["eventMetadata"]["eventId"]: r for r in real_records(real_captures)}
+    expected = {r["eventMetadata"]["eventId"]: r for r in real_records(folder)}
     assert {row["event_id"] for row in rows} == set(expected)
     for row in rows:
         record = expected[row["event_id"]]
@@ -61,7 +69,8 @@ def test_real_captures_give_22_rows_with_their_content(
         assert row["predicted_label"] == ("bicycle" if probs[0] >= probs[1] else "motorcycle")
         assert float(row["confidence"]) == max(probs)
         assert row["passed_threshold"] == ("true" if max(probs) >= 0.93 else "false")
-        assert int(row["input_bytes"]) > 2000  # a 32x32 PNG
+        payload = record["captureData"]["endpointInput"]["data"]
+        assert int(row["input_bytes"]) == len(base64.b64decode(payload))
         assert row["source"].endswith(".jsonl:" + row["source"].rsplit(":", 1)[1])
     below = sum(
         max(json.loads(r["captureData"]["endpointOutput"]["data"])) < 0.93
@@ -84,10 +93,10 @@ def test_real_captures_give_22_rows_with_their_content(
 
 
 def test_default_class_names_and_endpoint_for_flat_folder(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli
+    captures: Path, tmp_path: Path, monitor_cli: Cli
 ) -> None:
     out = tmp_path / "r"
-    assert monitor_cli(str(real_captures), "-o", str(out), "--endpoint", "prod-ep") == EXIT_OK
+    assert monitor_cli(str(captures), "-o", str(out), "--endpoint", "prod-ep") == EXIT_OK
     rows = read_csv(out / "inferences.csv")
     assert {"p_class 0", "p_class 1"} <= set(rows[0])
     assert {row["endpoint"] for row in rows} == {"prod-ep"}
@@ -97,59 +106,60 @@ def test_default_class_names_and_endpoint_for_flat_folder(
 @pytest.mark.parametrize(
     ("args", "count"),
     [
-        (("--since", "2024-10-16T09:25:00Z"), 13),
-        (("--until", "2024-10-16"), 2),
-        (("--since", "2024-10-16T09:30", "--until", "2024-10-16T09:32:00"), 4),
-        (("--since", "2024-10-16T11:30+02:00", "--until", "2024-10-16T09:32:00Z"), 4),
+        # the generated set: 2 records on Nov 26, then one a minute from 09:16 to 09:35 on Nov 27
+        (("--since", "2026-11-27T09:25:00Z"), 11),
+        (("--until", "2026-11-27"), 2),
+        (("--since", "2026-11-27T09:20", "--until", "2026-11-27T09:30:00"), 10),
+        (("--since", "2026-11-27T11:30+02:00", "--until", "2026-11-27T09:32:00Z"), 2),
     ],
 )
 def test_time_window(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli, args: tuple[str, ...], count: int
+    captures: Path, tmp_path: Path, monitor_cli: Cli, args: tuple[str, ...], count: int
 ) -> None:
     out = tmp_path / "w"
-    assert monitor_cli(str(real_captures), "-o", str(out), *args) == EXIT_OK
+    assert monitor_cli(str(captures), "-o", str(out), *args) == EXIT_OK
     rows = read_csv(out / "inferences.csv")
     assert len(rows) == count
     since = datetime.fromisoformat(args[1]).astimezone(UTC) if args[0] == "--since" else None
+    until = datetime.fromisoformat(args[-1]).astimezone(UTC) if "--until" in args else None
     for row in rows:
         when = datetime.fromisoformat(row["time"])
         assert since is None or when >= since
+        assert until is None or when < until
 
 
 def test_window_with_nothing_in_it_exits_3(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
+    captures: Path, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "none"
-    assert (
-        monitor_cli(str(real_captures), "-o", str(out), "--since", "2025-01-01") == EXIT_NO_CAPTURES
-    )
+    assert monitor_cli(str(captures), "-o", str(out), "--since", "2027-01-01") == EXIT_NO_CAPTURES
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"scones monitor: no captures in the window: 22 records under {real_captures} "
+        f"scones monitor: no captures in the window: 22 records under {captures} "
         "fall outside --since/--until"
     )
     assert not (out / "inferences.csv").exists() and not (out / "report.html").exists()
 
 
 def test_alert_exit_codes(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
+    captures: Path, tmp_path: Path, monitor_cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 7 of 22 (31.8%) are below 0.93
+    assert sum(max(p, 1 - p) < 0.93 for _, p in GENERATED) == GENERATED_BELOW_093 == 7
     assert (
-        monitor_cli(str(real_captures), "-o", str(tmp_path / "a"), "--max-review-rate", "0.3")
+        monitor_cli(str(captures), "-o", str(tmp_path / "a"), "--max-review-rate", "0.3")
         == EXIT_ALERT
     )
     err = capsys.readouterr().err
     assert "ALERT: review rate 31.8% (7 of 22 below 0.93) exceeds --max-review-rate 30.0%" in err
     assert "Alert:" in (tmp_path / "a" / "report.html").read_text()
     assert (
-        monitor_cli(str(real_captures), "-o", str(tmp_path / "b"), "--max-review-rate", "32%")
-        == EXIT_OK
+        monitor_cli(str(captures), "-o", str(tmp_path / "b"), "--max-review-rate", "32%") == EXIT_OK
     )
-    # a lower threshold: only 4 below 0.8 (0.517, 0.768, 0.768, 0.792)
+    # a lower threshold: only 4 below 0.8 (0.77, 0.79, 0.52, 0.76)
     assert (
         monitor_cli(
-            str(real_captures),
+            str(captures),
             "-o",
             str(tmp_path / "c"),
             "--threshold",
@@ -206,24 +216,24 @@ def test_missing_folder_exit_4(
     ],
 )
 def test_bad_arguments_exit_2(
-    real_captures: Path,
+    captures: Path,
     tmp_path: Path,
     monitor_cli: Cli,
     capsys: pytest.CaptureFixture[str],
     args: tuple[str, ...],
     message: str,
 ) -> None:
-    assert monitor_cli(str(real_captures), "-o", str(tmp_path / "o"), *args) == EXIT_USAGE
+    assert monitor_cli(str(captures), "-o", str(tmp_path / "o"), *args) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "abc", "150%"])
 def test_bad_rates_are_argparse_errors(
-    real_captures: Path, tmp_path: Path, monitor_cli: Cli, value: str
+    captures: Path, tmp_path: Path, monitor_cli: Cli, value: str
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        monitor_cli(str(real_captures), "-o", str(tmp_path / "o"), "--max-review-rate", value)
+        monitor_cli(str(captures), "-o", str(tmp_path / "o"), "--max-review-rate", value)
     assert exc.value.code == EXIT_USAGE
 
 
@@ -238,11 +248,9 @@ def _model_tar(path: Path, classes_json: bytes | None) -> Path:
     return path
 
 
-def test_class_names_from_model_tar(real_captures: Path, tmp_path: Path, monitor_cli: Cli) -> None:
+def test_class_names_from_model_tar(captures: Path, tmp_path: Path, monitor_cli: Cli) -> None:
     tar = _model_tar(tmp_path / "model.tar.gz", json.dumps({"classes": ["bike", "moto"]}).encode())
-    assert (
-        monitor_cli(str(real_captures), "-o", str(tmp_path / "o"), "--model", str(tar)) == EXIT_OK
-    )
+    assert monitor_cli(str(captures), "-o", str(tmp_path / "o"), "--model", str(tar)) == EXIT_OK
     rows = read_csv(tmp_path / "o" / "inferences.csv")
     assert {row["predicted_label"] for row in rows} == {"bike", "moto"}
     assert f"--model {tar}" in (tmp_path / "o" / "report.html").read_text()
@@ -257,7 +265,7 @@ def test_class_names_from_model_tar(real_captures: Path, tmp_path: Path, monitor
     ],
 )
 def test_bad_model_tar(
-    real_captures: Path,
+    captures: Path,
     tmp_path: Path,
     monitor_cli: Cli,
     capsys: pytest.CaptureFixture[str],
@@ -265,15 +273,12 @@ def test_bad_model_tar(
     message: str,
 ) -> None:
     tar = _model_tar(tmp_path / "model.tar.gz", content)
-    assert (
-        monitor_cli(str(real_captures), "-o", str(tmp_path / "o"), "--model", str(tar))
-        == EXIT_USAGE
-    )
+    assert monitor_cli(str(captures), "-o", str(tmp_path / "o"), "--model", str(tar)) == EXIT_USAGE
     assert message in capsys.readouterr().err
     (tmp_path / "plain.tar.gz").write_text("not a tar")
     assert (
         monitor_cli(
-            str(real_captures), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "plain.tar.gz")
+            str(captures), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "plain.tar.gz")
         )
         == EXIT_USAGE
     )

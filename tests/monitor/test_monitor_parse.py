@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from monitor_helpers import PNG_1X1, make_record
 
-from scones.monitor.capture import MalformedCaptureError, parse_record
+from scones.monitor.records import MalformedCaptureError, parse_record
 
 
 def line(record: dict[str, Any]) -> str:
     return json.dumps(record)
 
 
-def test_real_sagemaker_record_parses_exactly(real_captures: Path) -> None:
-    path = real_captures / "05-12-996-134a89fb-c8d4-4f30-8dde-033e4dd53a08.jsonl"
+def test_real_sagemaker_record_parses_exactly(shared_capture: Path) -> None:
+    path = shared_capture / "05-12-996-134a89fb-c8d4-4f30-8dde-033e4dd53a08.jsonl"
     raw = path.read_bytes().splitlines()[0]
     payload = json.loads(raw)["captureData"]["endpointInput"]["data"]
     inference = parse_record(raw)
@@ -189,7 +189,8 @@ def test_bad_time_is_named() -> None:
 
 def test_twin_writer_records_parse() -> None:
     """The offline twin's capture writer and this parser agree on the format."""
-    capture = pytest.importorskip("scones.endpoint.capture")
+    from scones.endpoint import capture
+
     when = datetime(2026, 11, 27, 18, 44, 5, tzinfo=UTC)
     record = capture.capture_record(
         input_data=PNG_1X1,

@@ -16,7 +16,7 @@ import pytest
 from monitor_helpers import make_record, write_capture
 from PIL import Image
 
-from scones.monitor.cli import MonitorOptions, run_monitor
+from scones.monitor.run import MonitorOptions, MonitorResult, run_monitor
 
 FIGURES = (
     "confidence_over_time.png",
@@ -29,9 +29,10 @@ DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*d
 
 
 @pytest.fixture
-def real_report(real_captures: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+def report(captures: Path, tmp_path: Path) -> MonitorResult:
+    """The report on the generated captures, with an alert (7 of 22 below 0.93 > 25%)."""
     options = MonitorOptions(
-        source=str(real_captures),
+        source=str(captures),
         output=tmp_path / "report",
         classes=["bicycle", "motorcycle"],
         classes_from="--classes",
@@ -41,26 +42,27 @@ def real_report(real_captures: Path, tmp_path: Path):  # type: ignore[no-untyped
     return run_monitor(options)
 
 
-def test_figures_show_the_real_records(real_report) -> None:  # type: ignore[no-untyped-def]
-    figures = real_report.figures
-    assert figures.bucket == "1h"  # 14:05 on Oct 15 to 09:37 on Oct 16: 20 hourly bars
+def test_figures_show_the_real_records(report: MonitorResult) -> None:
+    figures = report.figures
+    assert figures is not None
+    assert figures.bucket == "1h"  # 14:05 on Nov 26 to 09:35 on Nov 27: 20 hourly bars
     series = figures.series
     starts = [datetime.fromtimestamp(s, UTC) for s in series["bucket_start"]]
-    assert starts[0] == datetime(2024, 10, 15, 14, tzinfo=UTC)
-    assert starts[-1] == datetime(2024, 10, 16, 9, tzinfo=UTC)
+    assert starts[0] == datetime(2026, 11, 26, 14, tzinfo=UTC)
+    assert starts[-1] == datetime(2026, 11, 27, 9, tzinfo=UTC)
     assert len(starts) == 20
     busy = {i: v for i, v in enumerate(series["volume"]) if v}
     assert busy == {0: 2, 19: 20}
     assert series["below_threshold"][0] == 0 and series["below_threshold"][19] == 7
     assert series["class bicycle"][0] == 2 and series["class motorcycle"][0] == 0
     assert series["class bicycle"][19] + series["class motorcycle"][19] == 20
-    assert series["class bicycle"][19] == 7  # 9 bicycles in all, 2 of them on Oct 15
-    assert series["median_confidence"][0] == pytest.approx(0.9388836622238159)
+    assert series["class bicycle"][19] == 7  # 9 bicycles in all, 2 of them on Nov 26
+    assert series["median_confidence"][0] == pytest.approx(0.945)  # of 0.94 and 0.95
     assert all(m != m for m in series["median_confidence"][1:19])  # NaN: no data those hours
 
 
-def test_report_is_self_contained_and_embeds_every_figure(real_report) -> None:  # type: ignore[no-untyped-def]
-    out = real_report.written[0].parent
+def test_report_is_self_contained_and_embeds_every_figure(report: MonitorResult) -> None:
+    out = report.written[0].parent
     page = (out / "report.html").read_text()
     embedded = dict((name, base64.b64decode(data)) for data, name in DATA_URI.findall(page))
     assert list(embedded) == list(FIGURES)
@@ -78,7 +80,7 @@ def test_report_is_self_contained_and_embeds_every_figure(real_report) -> None: 
         "predicted motorcycle</th><td>13 (59.1%)",
         "31.8% (7 below 0.93)",
         "0 of 22 records",
-        "2024-10-15 14:05:12 UTC to 2024-10-16 09:37:02 UTC",
+        "2026-11-26 14:05:00 UTC to 2026-11-27 09:35:00 UTC",
     ):
         assert text in summary, text
     assert 'class="alert"' in page and "exceeds --max-review-rate 25.0%" in page
@@ -149,13 +151,13 @@ def render_in_chromium(page: Path, tmp_path: Path) -> str:
     return match.group(1)
 
 
-def test_report_figures_load_in_a_real_browser(real_report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    page = real_report.written[0].parent / "report.html"
+def test_report_figures_load_in_a_real_browser(report: MonitorResult, tmp_path: Path) -> None:
+    page = report.written[0].parent / "report.html"
     assert render_in_chromium(page, tmp_path) == ",".join(["900x360"] * len(FIGURES))
 
 
-def test_browser_check_sees_a_broken_figure(real_report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    page = real_report.written[0].parent / "report.html"
+def test_browser_check_sees_a_broken_figure(report: MonitorResult, tmp_path: Path) -> None:
+    page = report.written[0].parent / "report.html"
     broken = tmp_path / "broken.html"
     broken.write_text(
         page.read_text().replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1)

@@ -11,10 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
-from monitor_helpers import make_record
+from monitor_helpers import PNG_1X1, make_record, write_generated_captures
 from moto import mock_aws
 
-from scones.monitor.cli import EXIT_OK, EXIT_SOURCE, MonitorOptions, run_monitor
+from scones.monitor.cli import EXIT_OK, EXIT_SOURCE
+from scones.monitor.run import MonitorOptions, run_monitor
 
 BUCKET = "scones-images-local"
 Cli = Callable[..., int]
@@ -43,14 +44,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_real_captures_uploaded_in_sagemaker_layout(
-    s3: Any, real_captures: Path, tmp_path: Path, monitor_cli: Cli
-) -> None:
-    for path in sorted(real_captures.glob("*.jsonl")):
-        first = json.loads(path.read_text().splitlines()[0])
-        hour = datetime.fromisoformat(first["eventMetadata"]["inferenceTime"])
-        key = f"data_capture/scones-image-classifier/AllTraffic/{hour:%Y/%m/%d/%H}/{path.name}"
-        s3.upload_file(str(path), BUCKET, key)
+def test_captures_uploaded_in_sagemaker_layout(s3: Any, tmp_path: Path, monitor_cli: Cli) -> None:
+    folder = write_generated_captures(tmp_path / "gen", endpoint="scones-image-classifier")
+    for path in sorted(folder.rglob("*.jsonl")):
+        s3.upload_file(str(path), BUCKET, f"data_capture/{path.relative_to(folder).as_posix()}")
     s3.put_object(Bucket=BUCKET, Key="data_capture/README.txt", Body=b"not a capture")
     put(s3, "data_capture_old/x/AllTraffic/2024/10/16/09/00-00-000-x.jsonl", [make_record()])
     out = tmp_path / "o"
@@ -172,8 +169,7 @@ def test_unreachable_s3_exit_4(
 
 def test_reads_what_the_offline_twin_writes(s3: Any, tmp_path: Path, monitor_cli: Cli) -> None:
     """Contract with the twin's capture writer: its files on S3 are this command's input."""
-    capture = pytest.importorskip("scones.endpoint.capture")
-    from monitor_helpers import PNG_1X1
+    from scones.endpoint import capture
 
     writer = capture.CaptureWriter(lambda: boto3.client("s3", region_name="us-east-1"))
     hours = [
