@@ -78,7 +78,7 @@ def user_errors(table: Callable[[], ErrorTable] = lambda: ()) -> Callable[[Handl
 
 
 def _match(exc: Exception, table: ErrorTable) -> tuple[int | None, str]:
-    for kinds, code in ((CommandError, EXIT_USAGE), *table):
+    for kinds, code in (*table, (CommandError, EXIT_USAGE)):
         if isinstance(exc, kinds):
             return code, describe(exc)
     try:
