@@ -176,9 +176,9 @@ async def run_load(
 
 
 def rss_mib(pid: int) -> float:
-    from scones.twin import services
+    from scones.twin import processes
 
-    return services.rss_bytes(services.process_tree(pid)) / 2**20
+    return processes.rss_bytes(processes.process_tree(pid)) / 2**20
 
 
 @contextlib.contextmanager
@@ -287,10 +287,10 @@ def run(settings, pids, model, pngs, levels, args) -> int:  # type: ignore[no-un
     idle_endpoint = rss_mib(endpoint_pid)
     idle_twin = {name: rss_mib(pid) for name, pid in pids.items()}
 
-    from scones.twin import services
+    from scones.twin import processes
 
-    tree = services.process_tree(endpoint_pid)
-    s3_tree = services.process_tree(pids["s3"])
+    tree = processes.process_tree(endpoint_pid)
+    s3_tree = processes.process_tree(pids["s3"])
     rows: list[Result] = []
     for name, requests in (("GET /ping", ping), ("POST invocations", invoke)):
         for c in levels:

@@ -118,7 +118,9 @@ def main() -> int:
     os.chdir(ROOT)
     from scones.cli import main as scones
     from scones.settings import Settings
-    from scones.twin import commands
+    from scones.twin.classify import classify, upload_images
+    from scones.twin.clients import twin_clients
+    from scones.twin.deploy import read_deployed
 
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())
@@ -150,11 +152,11 @@ def main() -> int:
         for path in images:
             shutil.copy(path, folder / f"{path.parent.name}-{path.name}")
         n = len(images)
-        deployed = commands.read_deployed(settings)
+        deployed = read_deployed(settings)
         bucket = deployed["bucket"]
-        (s3,) = commands.twin_clients(settings, "s3")
+        (s3,) = twin_clients(settings, "s3")
         t0 = time.perf_counter()
-        commands._upload(s3, bucket, "bench/", folder, sorted(folder.iterdir()), progress=False)
+        upload_images(s3, bucket, "bench/", folder, sorted(folder.iterdir()), progress=False)
         upload_s = time.perf_counter() - t0
         source = f"s3://{bucket}/bench/"
         print(
@@ -188,7 +190,7 @@ def main() -> int:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)
-            report = commands.classify(
+            report = classify(
                 settings, source, concurrency=args.concurrency, progress=False, rerun=True
             )
             if spy is not None:
@@ -224,9 +226,7 @@ def main() -> int:
             )
 
         t0 = time.perf_counter()
-        report = commands.classify(
-            settings, str(folder), concurrency=args.concurrency, progress=False
-        )
+        report = classify(settings, str(folder), concurrency=args.concurrency, progress=False)
         full_s = time.perf_counter() - t0
         rows.append(
             (
@@ -241,7 +241,7 @@ def main() -> int:
         rss = [(0, rss_mib(sfn_pid))]
         done = 0
         while done < args.rss_executions:
-            report = commands.classify(
+            report = classify(
                 settings, source, concurrency=args.concurrency, progress=False, rerun=True
             )
             done += n

@@ -19,8 +19,7 @@ from scones import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "scones.data.cli",  # scones etl
     "scones.training.cli",  # scones train
-    "scones.twin.services",  # scones up / down / status / env
-    "scones.twin.commands",  # scones deploy / invoke / run / classify
+    "scones.twin.cli",  # scones up / down / status / env / deploy / invoke / run / classify
     "scones.monitor.cli",  # scones monitor
     "scones.sagemaker_cli",  # scones sagemaker ...
 )

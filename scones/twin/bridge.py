@@ -4,7 +4,8 @@ On AWS, S3 sends an "Object Created" event to EventBridge and the template's rul
 ``EventBridgeRule`` event on the state machine) starts an execution with the rule's input
 transformation. Offline, ``Bridge`` (a thread in the sfn server) polls the deployed bucket's
 incoming prefix, builds the same EventBridge event for each new object, matches it against the
-rule's pattern, applies ``InputTransformer`` / ``InputPath`` / ``Input`` and starts one execution.
+rule's pattern (with moto's own EventBridge matcher, ``moto.events.models.EventPattern``), applies
+``InputTransformer`` / ``InputPath`` / ``Input`` and starts one execution.
 
 Each object (bucket, key, ETag) is started once: what was seen is kept in
 ``$SCONES_HOME/bridge/seen.txt``, and objects older than the deployment are not started (on AWS
@@ -18,7 +19,6 @@ image runs twice. Turn the bridge off with ``SCONES_BRIDGE=0`` (or ``--no-bridge
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import json
 import logging
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scones.settings import Settings
 
@@ -41,7 +41,7 @@ SEEN_FILE = "seen.txt"
 
 
 class UnsupportedPatternError(Exception):
-    """The rule's event pattern uses an operator the bridge does not implement."""
+    """The rule's event pattern is invalid, or uses an operator moto's matcher does not implement."""
 
 
 class InvalidInputTransformError(Exception):
@@ -149,48 +149,59 @@ def s3_event(obj: S3Object, region: str, account: str = "123456789012") -> dict[
     }
 
 
-def _match_value(matcher: Any, value: Any, present: bool) -> bool:
-    if not isinstance(matcher, dict):
-        return present and value == matcher
-    if "exists" in matcher:
-        return present is bool(matcher["exists"])
-    if not present:
-        return False
-    if "prefix" in matcher:
-        return isinstance(value, str) and value.startswith(str(matcher["prefix"]))
-    if "suffix" in matcher:
-        return isinstance(value, str) and value.endswith(str(matcher["suffix"]))
-    if "equals-ignore-case" in matcher:
-        return (
-            isinstance(value, str) and value.lower() == str(matcher["equals-ignore-case"]).lower()
-        )
-    if "wildcard" in matcher:
-        return isinstance(value, str) and fnmatch.fnmatchcase(value, str(matcher["wildcard"]))
-    if "anything-but" in matcher:
-        inner = matcher["anything-but"]
-        if isinstance(inner, dict):
-            return not _match_value(inner, value, present)
-        options = inner if isinstance(inner, list) else [inner]
-        return value not in options
-    raise UnsupportedPatternError(
-        f"event pattern operator {sorted(matcher)} is not supported offline"
+# Operators moto's ``EventPattern`` implements; it lets any other operator match everything.
+PATTERN_OPERATORS = frozenset(
+    (
+        "prefix",
+        "suffix",
+        "equals-ignore-case",
+        "anything-but",
+        "numeric",
+        "exists",
+        "cidr",
+        "wildcard",
     )
+)
+
+
+def check_pattern(pattern: dict[str, Any]) -> None:
+    """Refuse a rule pattern the bridge cannot match as EventBridge would (as ``PutRule`` does on
+    AWS): not a pattern of objects and non-empty arrays, or an operator moto does not implement."""
+    from moto.events.exceptions import InvalidEventPatternException
+    from moto.events.models import EventPattern
+
+    try:
+        EventPattern.load(json.dumps(pattern))
+    except InvalidEventPatternException as exc:
+        raise UnsupportedPatternError(exc.message) from None
+    _check_operators(pattern)
+
+
+def _check_operators(pattern: dict[str, Any]) -> None:
+    for key, value in pattern.items():
+        if isinstance(value, dict):
+            _check_operators(value)
+        elif key == "$or":
+            for alternative in value:
+                _check_operators(alternative)
+        else:
+            for matcher in value:
+                unknown = set(matcher) - PATTERN_OPERATORS if isinstance(matcher, dict) else set()
+                if unknown:
+                    raise UnsupportedPatternError(
+                        f"event pattern operator {sorted(unknown)} is not supported offline"
+                    )
 
 
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """EventBridge pattern matching (values, prefix, suffix, exists, anything-but, wildcard)."""
-    for key, expected in pattern.items():
-        present = key in event
-        value = event.get(key)
-        if isinstance(expected, dict):
-            if not present or not isinstance(value, dict) or not matches(expected, value):
-                return False
-            continue
-        matchers = expected if isinstance(expected, list) else [expected]
-        values = value if isinstance(value, list) else [value]
-        if not any(_match_value(m, v, present) for m in matchers for v in values):
-            return False
-    return True
+    """EventBridge pattern matching, by moto's ``EventPattern`` (an empty pattern matches all)."""
+    if not pattern:
+        return True  # classify's own starts: no need to load moto
+    from moto.events.models import EventPattern
+
+    check_pattern(pattern)
+    matcher = EventPattern(json.dumps(pattern), pattern)
+    return bool(matcher.matches_event(cast(Any, event)))  # moto types the event as a TypedDict
 
 
 def extract_path(path: str, data: Any) -> Any:
@@ -343,19 +354,9 @@ class Bridge:
             self._thread.join(timeout=10)
 
     def _clients(self) -> tuple[Any, Any]:
-        import boto3
+        from scones.twin.clients import twin_clients
 
-        session = boto3.session.Session(
-            aws_access_key_id=self._settings.access_key_id,
-            aws_secret_access_key=self._settings.secret_access_key,
-            region_name=self._settings.region,
-        )
-        from botocore.config import Config
-
-        s3 = session.client(
-            "s3", endpoint_url=self._settings.s3_url, config=Config(s3={"addressing_style": "path"})
-        )
-        sfn = session.client("stepfunctions", endpoint_url=self._moto_url)
+        s3, sfn = twin_clients(self._settings, "s3", "stepfunctions", moto_url=self._moto_url)
         return s3, sfn
 
     def _load_seen(self) -> None:

@@ -1,4 +1,4 @@
-"""``scones up / down / status / env``: the offline twin's local services.
+"""The offline twin's local services: start, stop, find and check them (``scones up`` etc.).
 
 Three processes, each bound to 127.0.0.1, with PID files in ``$SCONES_HOME/pids`` and logs in
 ``$SCONES_HOME/logs``:
@@ -9,11 +9,13 @@ Three processes, each bound to 127.0.0.1, with PID files in ``$SCONES_HOME/pids`
   (``python -m scones.twin.sfn_server``) on ``SCONES_MOTO_PORT``;
 - ``endpoint``: the SageMaker Runtime (``python -m scones.endpoint.server``) on
   ``SCONES_ENDPOINT_PORT``.
+
+The commands that print are in ``scones.twin.cli``; the /proc and socket helpers in
+``scones.twin.processes``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import json
@@ -21,7 +23,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,24 +32,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from scones.errors import CommandError
 from scones.settings import Settings
+from scones.twin.processes import (
+    alive,
+    any_free_port,
+    bindable,
+    cmdline,
+    port_in_use,
+    process_tree,
+    reap,
+    rss_bytes,
+    tail,
+)
 
 WEED_EXTRA_PORTS = 8  # weed mini's master, volume, filer, admin (+ gRPC) after the S3 port
 WEED_ADMIN_GRPC_OFFSET = 10000
 
 
-class ServiceError(RuntimeError):
+class ServiceError(CommandError, RuntimeError):
     """A service could not be started or stopped; the message says what to do."""
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_ports(host: str = "127.0.0.1") -> dict[str, str]:
@@ -65,21 +68,16 @@ def free_ports(host: str = "127.0.0.1") -> dict[str, str]:
         p = rng.randrange(20000, 30000)
         block = [p + i for i in range(WEED_EXTRA_PORTS + 1)]
         block.append(p + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET)
-        if all(_bindable(host, port) for port in block):
+        if all(bindable(host, port) for port in block):
             s3_port = p
             break
     if s3_port is None:
         raise ServiceError("no free block of ports for SeaweedFS")
 
-    def any_port() -> int:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            return int(sock.getsockname()[1])
-
     return {
         "SCONES_S3_PORT": str(s3_port),
-        "SCONES_MOTO_PORT": str(any_port()),
-        "SCONES_ENDPOINT_PORT": str(any_port()),
+        "SCONES_MOTO_PORT": str(any_free_port(host)),
+        "SCONES_ENDPOINT_PORT": str(any_free_port(host)),
     }
 
 
@@ -196,37 +194,14 @@ SERVICES: list[Service] = [
 ]
 
 
-# ---------- processes ----------
-
-
 def pid_file(settings: Settings, service: Service) -> Path:
+    """Where ``up`` keeps the service's PID."""
     return settings.home / "pids" / f"{service.name}.pid"
 
 
 def log_file(settings: Settings, service: Service) -> Path:
+    """Where the service's stdout and stderr go."""
     return settings.home / "logs" / f"{service.name}.log"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    state = ""
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
 
 
 def running_pid(settings: Settings, service: Service) -> int | None:
@@ -236,60 +211,12 @@ def running_pid(settings: Settings, service: Service) -> int | None:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    if not _alive(pid):
+    if not alive(pid):
         return None
-    cmdline = _cmdline(pid)
-    if cmdline and service.marker not in cmdline:
+    command = cmdline(pid)
+    if command and service.marker not in command:
         return None  # the PID was reused by another program
     return pid
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kid = int(stat.parent.name)
-            kids += [kid, *_children(kid)]
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    return [pid, *_children(pid)]
-
-
-def rss_bytes(pids: list[int]) -> int:
-    """Sum of the resident set sizes of ``pids`` (0 for those gone)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something accepts connections on ``host:port`` or it cannot be bound."""
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        if sock.connect_ex((host, port)) == 0:
-            return True
-    with socket.socket() as sock:
-        sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as servers do: TIME_WAIT is fine
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def healthy(settings: Settings, service: Service, timeout: float = 2.0) -> bool:
@@ -324,14 +251,6 @@ def child_env(settings: Settings) -> dict[str, str]:
     # one onnxruntime/BLAS thread per endpoint worker (the workers are the parallelism)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip()[:200] for line in text[-lines:])
 
 
 def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
@@ -370,7 +289,7 @@ def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
         if code is not None:
             pid_file(settings, service).unlink(missing_ok=True)
             raise ServiceError(
-                f"{service.name} exited at start (code {code}); see {log_path}: {_tail(log_path)}"
+                f"{service.name} exited at start (code {code}); see {log_path}: {tail(log_path)}"
             )
         if healthy(settings, service, timeout=1.0):
             return process.pid, True
@@ -396,40 +315,23 @@ def stop_service(settings: Settings, service: Service, timeout: float = 15.0) ->
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in tree):
-        _reap(pid)
+    while time.monotonic() < deadline and any(alive(p) for p in tree):
+        reap(pid)
         time.sleep(0.1)
-    if any(_alive(p) for p in tree):
+    if any(alive(p) for p in tree):
         for p in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    _reap(pid, wait=2.0)  # no zombie left behind when ``up`` ran in this process (tests)
+    reap(pid, wait=2.0)  # no zombie left behind when ``up`` ran in this process (tests)
     path.unlink(missing_ok=True)
     return True
-
-
-def _reap(pid: int, wait: float = 0.0) -> None:
-    """Collect the exit status when ``pid`` is our own child (in tests, ``up`` ran in-process)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except (ChildProcessError, OSError):
-            return  # not our child, or already collected
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.05)
 
 
 def available_services() -> list[Service]:
     """The services ``up`` starts, in start order."""
     return list(SERVICES)
-
-
-# ---------- commands ----------
 
 
 def up(
@@ -517,116 +419,3 @@ def env_lines(settings: Settings) -> list[str]:
         if deployed.get(key):
             lines.append(f"export {var}={shlex.quote(str(deployed[key]))}")
     return lines
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB" if n else "-"
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    try:
-        missing = up(settings, only=args.only)
-    except ServiceError as exc:
-        print(f"scones up: {exc}", file=sys.stderr)
-        return 1
-    for why in missing:
-        print(f"scones up: {why}", file=sys.stderr)
-    return 1 if missing else 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    down(Settings.from_env(), timeout=args.timeout)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    rows = status(settings)
-    if args.json:
-        print(json.dumps([r.__dict__ for r in rows], indent=2))
-    else:
-        print(f"{'service':<10} {'state':<9} {'pid':<8} {'port':<6} {'rss':<9} {'health':<8} url")
-        for r in rows:
-            state = "running" if r.running else "stopped"
-            health = ("ok" if r.healthy else "FAILING") if r.running else "-"
-            pid = str(r.pid or "-")
-            print(
-                f"{r.name:<10} {state:<9} {pid:<8} {r.port:<6} {_mib(r.rss_bytes):<9} {health:<8} {r.url}"
-            )
-        total = sum(r.rss_bytes for r in rows)
-        print(
-            f"total RSS {_mib(total)}; state in {settings.home}; logs in {settings.home / 'logs'}"
-        )
-    return 0 if all(r.healthy for r in rows if r.running) else 1
-
-
-def _cmd_env(args: argparse.Namespace) -> int:
-    print("\n".join(env_lines(Settings.from_env())))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``up``, ``down``, ``status`` and ``env`` to the ``scones`` CLI."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser(
-        "up",
-        help="start the offline twin (local S3, Lambda/Step Functions, SageMaker endpoint)",
-        formatter_class=fmt,
-        description=(
-            "Start the offline twin's services that are not already running, and wait until\n"
-            "each answers. Safe to run again. All bind to 127.0.0.1.\n\n"
-            "  s3        SeaweedFS S3 API on $SCONES_S3_PORT (8333; uses the next 8 ports too)\n"
-            "  sfn       moto Step Functions + Lambda (our handlers) on $SCONES_MOTO_PORT (5055)\n"
-            "  endpoint  SageMaker Runtime with Data Capture on $SCONES_ENDPOINT_PORT (8080)\n\n"
-            "State, PID files and logs live in $SCONES_HOME (default <project>/.scones).\n"
-            'Then: eval "$(scones env)" to point boto3 and the AWS CLI at the twin.'
-        ),
-    )
-    p.add_argument(
-        "--only",
-        action="append",
-        choices=[s.name for s in SERVICES],
-        help="start only this service (repeatable)",
-    )
-    p.set_defaults(func=_cmd_up)
-
-    p = subparsers.add_parser(
-        "down",
-        help="stop the offline twin",
-        formatter_class=fmt,
-        description=(
-            "Stop the twin's services by PID: SIGTERM, then SIGKILL after --timeout seconds.\n"
-            "The endpoint stops first and writes its buffered Data Capture records to S3.\n"
-            "Data in $SCONES_HOME/s3 is kept for the next `scones up`."
-        ),
-    )
-    p.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL (15)")
-    p.set_defaults(func=_cmd_down)
-
-    p = subparsers.add_parser(
-        "status",
-        help="show the twin's services: pid, port, memory, health",
-        formatter_class=fmt,
-        description=(
-            "Show each service of the offline twin: running or not, PID, port, resident\n"
-            "memory (the process and its children) and whether it answers.\n"
-            "Exit status 1 when a running service does not answer."
-        ),
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_status)
-
-    p = subparsers.add_parser(
-        "env",
-        help="print shell exports that point boto3 / the AWS CLI at the twin",
-        formatter_class=fmt,
-        description=(
-            "Print `export` lines that point at the offline twin: local credentials, region\n"
-            "and AWS_ENDPOINT_URL_* for S3,\n"
-            "Step Functions, Lambda and SageMaker Runtime, plus SCONES_BUCKET,\n"
-            "SCONES_STATE_MACHINE_ARN and SCONES_ENDPOINT_NAME once `scones deploy --local` ran.\n\n"
-            'Usage: eval "$(scones env)"'
-        ),
-    )
-    p.set_defaults(func=_cmd_env)

@@ -99,7 +99,7 @@ def _restore(settings: Settings, port: int) -> None:
     """Re-create the last deployment (moto's state lives in memory only)."""
     from dataclasses import replace
 
-    from scones.twin.commands import restore_workflow
+    from scones.twin.deploy import restore_workflow
 
     try:
         if restore_workflow(replace(settings, moto_port=port)):

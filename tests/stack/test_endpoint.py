@@ -24,7 +24,6 @@ from scones.endpoint.registry import register_endpoint, unregister_endpoint
 from scones.settings import Settings
 from scones.twin import services
 
-REAL_CAPTURE = Path(__file__).resolve().parents[2] / "../shared/data/data-capture"
 KEY_PATTERN = re.compile(
     r"^(?P<prefix>.+)/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/"
     r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})/"
@@ -245,9 +244,11 @@ def test_container_contract_invocations(
         services.stop_service(settings, service)
 
 
-def test_capture_files_have_sagemaker_layout_and_format(
+@pytest.fixture(scope="module")
+def captured(
     runtime: Any, s3: Any, twin_settings: Settings, tiny_model_tar: Path, twin_bucket: str
-) -> None:
+) -> dict[str, Any]:
+    """Five invocations of a fresh endpoint with Data Capture, and the capture files they left."""
     endpoint = f"ep-capture-{uuid.uuid4().hex[:6]}"
     register_endpoint(
         twin_settings, endpoint, tiny_model_tar, capture_s3_uri=f"s3://{twin_bucket}/data_capture"
@@ -263,16 +264,20 @@ def test_capture_files_have_sagemaker_layout_and_format(
     prefix = f"data_capture/{endpoint}/AllTraffic/"
     found = _capture_objects(s3, twin_bucket, prefix, want=len(bodies))
     mine = {r["record"]["eventMetadata"].get("inferenceId"): r for r in found}
-    assert set(inference_ids) <= set(mine)
-    real = (
-        json.loads(
-            (REAL_CAPTURE / sorted(p.name for p in REAL_CAPTURE.glob("*.jsonl"))[0])
-            .read_text()
-            .splitlines()[0]
-        )
-        if REAL_CAPTURE.is_dir()
-        else None
+    return {
+        "endpoint": endpoint,
+        "bodies": bodies,
+        "inference_ids": inference_ids,
+        "answers": answers,
+        "found": mine,
+    }
+
+
+def test_capture_files_have_sagemaker_layout_and_format(captured: dict[str, Any]) -> None:
+    endpoint, bodies, inference_ids, answers, mine = (
+        captured[k] for k in ("endpoint", "bodies", "inference_ids", "answers", "found")
     )
+    assert set(inference_ids) <= set(mine)
     for body, inference_id, answer in zip(bodies, inference_ids, answers, strict=True):
         entry = mine[inference_id]
         match = KEY_PATTERN.match(entry["key"])
@@ -306,12 +311,20 @@ def test_capture_files_have_sagemaker_layout_and_format(
         assert when[:13].replace("-", "/").replace("T", "/") >= "/".join(
             match.group("y", "m", "d", "h")
         )
-        if real is not None:  # the same structure as a real SageMaker capture record
-            assert list(record) == list(real)
-            assert list(record["captureData"]) == list(real["captureData"])
-            assert list(data_in) == list(real["captureData"]["endpointInput"])
-            assert list(data_out) == list(real["captureData"]["endpointOutput"])
-            assert set(real["eventMetadata"]) <= set(record["eventMetadata"])
+
+
+def test_capture_records_have_the_structure_of_real_sagemaker_records(
+    captured: dict[str, Any], shared_capture: Path
+) -> None:
+    first = sorted(shared_capture.glob("*.jsonl"))[0]
+    real = json.loads(first.read_text().splitlines()[0])
+    for entry in captured["found"].values():
+        record = entry["record"]
+        assert list(record) == list(real)
+        assert list(record["captureData"]) == list(real["captureData"])
+        for side in ("endpointInput", "endpointOutput"):
+            assert list(record["captureData"][side]) == list(real["captureData"][side])
+        assert set(real["eventMetadata"]) <= set(record["eventMetadata"])
 
 
 def test_errors_are_not_captured_and_sampling_zero_captures_nothing(

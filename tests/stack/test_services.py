@@ -12,7 +12,7 @@ import pytest
 
 from scones.cli import main
 from scones.settings import Settings
-from scones.twin import services
+from scones.twin import processes, services
 
 
 def _running(settings: Settings) -> list[services.Service]:
@@ -52,7 +52,7 @@ def test_services_listen_on_loopback_only(twin_settings: Settings) -> None:
     for service in running:
         pid = services.running_pid(twin_settings, service)
         assert pid is not None
-        sockets = _listening(services.process_tree(pid))
+        sockets = _listening(processes.process_tree(pid))
         assert (twin_settings.host, service.port(twin_settings)) in sockets, service.name
         outside = [s for s in sockets if s[0] not in ("127.0.0.1", "::1")]
         assert not outside, f"{service.name} listens beyond loopback: {outside}"
@@ -184,25 +184,25 @@ def test_endpoint_supervisor_replaces_a_dead_worker_and_workers_follow_it(
     endpoint = next(s for s in services.SERVICES if s.name == "endpoint")
     supervisor, _ = services.start_service(settings, endpoint)
     try:
-        workers = services.process_tree(supervisor)[1:]
+        workers = processes.process_tree(supervisor)[1:]
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            now = services.process_tree(supervisor)[1:]
+            now = processes.process_tree(supervisor)[1:]
             if len(now) == 2 and workers[0] not in now:
                 break
             time.sleep(0.2)
-        now = services.process_tree(supervisor)[1:]
+        now = processes.process_tree(supervisor)[1:]
         assert len(now) == 2 and workers[0] not in now
         for _ in range(4):
             with urllib.request.urlopen(settings.endpoint_url + "/ping", timeout=5) as response:
                 assert response.status == 200
         os.kill(supervisor, signal.SIGKILL)
-        services._reap(supervisor, wait=5)  # our child: leave no zombie
+        processes.reap(supervisor, wait=5)  # our child: leave no zombie
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(services._alive(w) for w in now):
+        while time.monotonic() < deadline and any(processes.alive(w) for w in now):
             time.sleep(0.2)
-        assert not any(services._alive(w) for w in now), "workers outlived their supervisor"
+        assert not any(processes.alive(w) for w in now), "workers outlived their supervisor"
     finally:
         services.stop_service(settings, endpoint)

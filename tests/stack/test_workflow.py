@@ -17,7 +17,8 @@ from PIL import Image
 
 from scones.cli import main
 from scones.settings import Settings
-from scones.twin import bridge, commands
+from scones.twin import bridge
+from scones.twin.classify import classify
 
 
 def _client(service: str) -> Any:
@@ -146,7 +147,7 @@ def test_classify_folder_every_image_ends_once(
         (folder / ("sub" if i % 2 else ".") / f"img{i}.png").write_bytes(_png(i % 2, 100 + i))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (folder / "notes.txt").write_text("not an image, skipped")
-    report = commands.classify(twin_settings, str(folder), progress=False)
+    report = classify(twin_settings, str(folder), progress=False)
     counts = report.counts()
     assert counts["total"] == 7 and report.skipped_files == 1
     assert counts["failed"] == {"NotAnImageError": 1}
@@ -199,11 +200,11 @@ def test_low_confidence_goes_to_review(
         info = _run(deployed, "manual/low.png", f"low-{time.time_ns()}")
         assert (info["status"], info["error"]) == ("FAILED", "LowConfidenceError")
         source = f"s3://{deployed['bucket']}/manual/low.png"
-        report = commands.classify(twin_settings, source, progress=False)
+        report = classify(twin_settings, source, progress=False)
         assert report.counts()["review"] == 1
-        again = commands.classify(twin_settings, source, progress=False)  # reported, not rerun
+        again = classify(twin_settings, source, progress=False)  # reported, not rerun
         assert again.results[0].execution_arn == report.results[0].execution_arn
-        rerun = commands.classify(twin_settings, source, progress=False, rerun=True)
+        rerun = classify(twin_settings, source, progress=False, rerun=True)
         assert rerun.results[0].execution_arn != report.results[0].execution_arn
         assert rerun.counts()["review"] == 1
     finally:

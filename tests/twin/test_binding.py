@@ -11,22 +11,23 @@ import boto3
 import pytest
 
 from scones.settings import Settings
-from scones.twin import commands, moto_patches
+from scones.twin import deploy, moto_patches
+from scones.twin.clients import twin_clients
 from scones.twin.lambda_runtime import ConflictingEnvironmentError, merge_environments
 from scones.twin.template import read_app
 
 
 def _clients(settings: Settings) -> tuple[Any, Any, Any]:
-    lam, sfn, iam = commands.twin_clients(settings, "lambda", "stepfunctions", "iam")
+    lam, sfn, iam = twin_clients(settings, "lambda", "stepfunctions", "iam")
     return lam, sfn, iam
 
 
 def _deploy(settings: Settings) -> tuple[Any, Any, dict[str, str], str]:
     app = read_app(settings.project_root, region=settings.region)
     lam, sfn, iam = _clients(settings)
-    role = commands._ensure_role(iam, "test-role")
-    arns = {lid: commands.deploy_function(lam, spec, role) for lid, spec in app.functions.items()}
-    machine = commands.deploy_state_machine(sfn, app.state_machine)
+    role = deploy.ensure_role(iam, "test-role")
+    arns = {lid: deploy.deploy_function(lam, spec, role) for lid, spec in app.functions.items()}
+    machine = deploy.deploy_state_machine(sfn, app.state_machine)
     return lam, sfn, arns, machine
 
 
@@ -139,7 +140,7 @@ def test_function_not_deployed_by_scones_reports_error(moto_server: Any) -> None
         "aws_secret_access_key": "b",
     }
     lam, iam = boto3.client("lambda", **kw), boto3.client("iam", **kw)
-    role = commands._ensure_role(iam, "plain-role")
+    role = deploy.ensure_role(iam, "plain-role")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("app.py", "")

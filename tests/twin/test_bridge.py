@@ -1,4 +1,5 @@
-"""The S3 -> state machine bridge: EventBridge matching, input transformation, names."""
+"""The S3 -> state machine bridge: EventBridge matching (moto's matcher), input transformation,
+names, and the polling thread against moto's S3."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ def _rule() -> dict[str, object]:
 
 
 def test_real_rule_matches_incoming_uploads_only() -> None:
-    rule = _rule()
-    assert bridge.matches(rule["pattern"], bridge.s3_event(OBJ, "us-east-1"))  # type: ignore[arg-type]
+    pattern: dict[str, Any] = _rule()["pattern"]  # type: ignore[assignment]
+    bridge.check_pattern(pattern)  # what deploy checks
+    assert bridge.matches(pattern, bridge.s3_event(OBJ, "us-east-1"))
     other_prefix = bridge.S3Object(OBJ.bucket, "data_capture/x.jsonl", "e", 1, OBJ.last_modified)
-    assert not bridge.matches(rule["pattern"], bridge.s3_event(other_prefix, "us-east-1"))  # type: ignore[arg-type]
+    assert not bridge.matches(pattern, bridge.s3_event(other_prefix, "us-east-1"))
     other_bucket = bridge.S3Object("elsewhere", OBJ.key, "e", 1, OBJ.last_modified)
-    assert not bridge.matches(rule["pattern"], bridge.s3_event(other_bucket, "us-east-1"))  # type: ignore[arg-type]
+    assert not bridge.matches(pattern, bridge.s3_event(other_bucket, "us-east-1"))
+    deleted = bridge.s3_event(OBJ, "us-east-1") | {"detail-type": "Object Deleted"}
+    assert not bridge.matches(pattern, deleted)
+    not_s3 = bridge.s3_event(OBJ, "us-east-1") | {"source": "aws.ec2"}
+    assert not bridge.matches(pattern, not_s3)
 
 
 def test_real_rule_input_is_what_the_state_machine_expects() -> None:
@@ -69,6 +75,10 @@ def test_event_is_deterministic_and_shaped_like_s3s() -> None:
         ({"detail": {"object": {"size": [12]}}}, True),
         ({"detail": {"object": {"size": [13]}}}, False),
         ({"missing": ["x"]}, False),
+        ({"detail": {"object": {"size": [{"numeric": [">", 1, "<=", 12]}]}}}, True),
+        ({"detail": {"object": {"size": [{"numeric": [">", 12]}]}}}, False),
+        ({"$or": [{"source": ["aws.ec2"]}, {"detail-type": ["Object Created"]}]}, True),
+        ({}, True),
     ],
 )
 def test_pattern_operators(pattern: dict[str, object], expected: bool) -> None:
@@ -76,10 +86,22 @@ def test_pattern_operators(pattern: dict[str, object], expected: bool) -> None:
 
 
 def test_unsupported_operator_is_named() -> None:
-    with pytest.raises(bridge.UnsupportedPatternError, match="numeric"):
+    # moto's matcher lets an operator it does not know match everything: the bridge refuses it
+    with pytest.raises(bridge.UnsupportedPatternError, match="between"):
         bridge.matches(
-            {"detail": {"object": {"size": [{"numeric": [">", 1]}]}}}, bridge.s3_event(OBJ, "r")
+            {"detail": {"object": {"size": [{"between": [1, 2]}]}}}, bridge.s3_event(OBJ, "r")
         )
+    with pytest.raises(bridge.UnsupportedPatternError, match="between"):
+        bridge.check_pattern({"$or": [{"source": [{"between": 1}]}]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [({"source": "aws.s3"}, "must be an object or an array"), ({"source": []}, "Empty arrays")],
+)
+def test_invalid_pattern_is_refused_as_putrule_would(pattern: dict[str, Any], reason: str) -> None:
+    with pytest.raises(bridge.UnsupportedPatternError, match=reason):
+        bridge.check_pattern(pattern)
 
 
 def test_input_template_quoting_and_other_forms() -> None:
@@ -125,11 +147,11 @@ def test_bridge_polls_starts_once_and_remembers(
     app_root: Path, settings_for: Any, moto_server: Any, tmp_path: Path
 ) -> None:
     """The bridge against moto's S3 (unit tier): new uploads start once, old ones never."""
-    from scones.twin import commands
+    from scones.twin.deploy import deploy_workflow
 
     settings = settings_for(app_root)
     app = read_app(app_root)
-    _, machine = commands.deploy_workflow(settings, app)
+    _, machine = deploy_workflow(settings, app)
     kw = {
         "endpoint_url": moto_server.url,
         "region_name": "us-east-1",

@@ -1,59 +1,65 @@
-"""Command helpers: outcome interpretation, the summary table, redaction, the CLI surface."""
+"""The twin's commands: outcome interpretation, the classify loop, the summary table, redaction,
+the CLI surface and its one-line errors."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scones.cli import main
-from scones.twin import commands, moto_patches
-from scones.twin.commands import ExecutionOutcome
+from scones.errors import CommandError
+from scones.settings import Settings
+from scones.twin import bridge, cli, moto_patches, services
+from scones.twin import classify as classify_module
+from scones.twin.classify import ClassifyReport, interpret
+from scones.twin.report import format_report, redact
+from scones.twin.workflow import ExecutionOutcome
 
 CLASSES = ["bicycle", "motorcycle"]
 
 
 def test_interpret_each_outcome_kind() -> None:
-    ok = commands._interpret(
+    ok = interpret(
         "k1", ExecutionOutcome("a1", "SUCCEEDED", {"label": 1, "confidence": 0.97}), CLASSES
     )
     assert (ok.outcome, ok.class_name, ok.confidence) == ("classified", "motorcycle", 0.97)
-    review = commands._interpret(
+    review = interpret(
         "k2", ExecutionOutcome("a2", "FAILED", None, "LowConfidenceError", "0.61 < 0.93"), CLASSES
     )
     assert (review.outcome, review.cause) == ("review", "0.61 < 0.93")
-    bad = commands._interpret(
+    bad = interpret(
         "k3", ExecutionOutcome("a3", "FAILED", None, "NotAnImageError", "bad PNG"), CLASSES
     )
     assert (bad.outcome, bad.error) == ("failed", "NotAnImageError")
-    odd = commands._interpret("k4", ExecutionOutcome("a4", "SUCCEEDED", {"x": 1}), CLASSES)
+    odd = interpret("k4", ExecutionOutcome("a4", "SUCCEEDED", {"x": 1}), CLASSES)
     assert (odd.outcome, odd.error) == ("failed", "UnexpectedOutput")
     cause = json.dumps({"errorMessage": "not a PNG", "errorType": "NotAnImageError"})
-    lam = commands._interpret(
-        "k6", ExecutionOutcome("a6", "FAILED", None, "NotAnImageError", cause), CLASSES
-    )
+    lam = interpret("k6", ExecutionOutcome("a6", "FAILED", None, "NotAnImageError", cause), CLASSES)
     assert lam.cause == "not a PNG"
-    timed = commands._interpret("k5", ExecutionOutcome("a5", "TIMED_OUT"), CLASSES)
+    timed = interpret("k5", ExecutionOutcome("a5", "TIMED_OUT"), CLASSES)
     assert (timed.outcome, timed.error) == ("failed", "TIMED_OUT")
 
 
 def test_report_counts_and_table() -> None:
-    report = commands.ClassifyReport(source="x", bucket="b", prefix="p/", seconds=2.0)
+    report = ClassifyReport(source="x", bucket="b", prefix="p/", seconds=2.0)
     outcomes = [
         ExecutionOutcome("1", "SUCCEEDED", {"label": 0, "confidence": 0.99}),
         ExecutionOutcome("2", "SUCCEEDED", {"label": 0, "confidence": 0.95}),
         ExecutionOutcome("3", "FAILED", None, "LowConfidenceError", "low"),
         ExecutionOutcome("4", "FAILED", None, "ImageTooLargeError", "too big"),
     ]
-    report.results = [commands._interpret(str(i), o, CLASSES) for i, o in enumerate(outcomes)]
+    report.results = [interpret(str(i), o, CLASSES) for i, o in enumerate(outcomes)]
     assert report.counts() == {
         "classified": {"bicycle": 2},
         "review": 1,
         "failed": {"ImageTooLargeError": 1},
         "total": 4,
     }
-    table = commands.format_report(report)
+    table = format_report(report)
     assert "classified: bicycle" in table and "ImageTooLargeError" in table
     assert "2.0 images/s" in table
     data = report.to_json()
@@ -68,7 +74,7 @@ def test_redact_hides_image_bytes_only() -> None:
         "inferences": [0.1, 0.9],
         "nested": [{"image_data": "x"}],
     }
-    shown = commands.redact(event)
+    shown = redact(event)
     assert shown["image_data"] == "<40 base64 characters>"
     assert shown["nested"][0]["image_data"] == "<1 base64 characters>"
     assert shown["s3_key"] == "a.png" and shown["inferences"] == [0.1, 0.9]
@@ -77,10 +83,10 @@ def test_redact_hides_image_bytes_only() -> None:
 def test_read_json_arg_forms(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
     path.write_text('{"a": 1}')
-    assert commands._read_json_arg(str(path)) == {"a": 1}
-    assert commands._read_json_arg('{"b": 2}') == {"b": 2}
-    with pytest.raises(commands.CommandError, match="not valid JSON"):
-        commands._read_json_arg("{nope")
+    assert cli._read_json_arg(str(path)) == {"a": 1}
+    assert cli._read_json_arg('{"b": 2}') == {"b": 2}
+    with pytest.raises(CommandError, match="not valid JSON"):
+        cli._read_json_arg("{nope")
 
 
 def test_deploy_without_local_explains_aws(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +116,162 @@ def test_program_pool_never_hands_one_program_to_two_takers() -> None:
     assert pool.take(definition) is first  # reused once given back
     other = json.dumps({"StartAt": "Q", "States": {"Q": {"Type": "Pass", "End": True}}})
     assert pool.take(other) is not first
+
+
+class FakeStepFunctions:
+    """Just enough of a Step Functions client for the classify loop: each execution answers the
+    scripted statuses in turn (the last one from then on)."""
+
+    class exceptions:  # noqa: N801 - the boto3 client's attribute name
+        class ExecutionAlreadyExists(Exception):
+            pass
+
+    def __init__(self, script: dict[str, list[ExecutionOutcome]]) -> None:
+        self.script = script  # object key -> outcomes (arn filled in)
+        self.names: list[str] = []
+        self.running = 0
+        self.most_running = 0
+        self.by_arn: dict[str, list[ExecutionOutcome]] = {}
+
+    def start_execution(self, stateMachineArn: str, name: str, input: str) -> dict[str, str]:  # noqa: N803
+        key = json.loads(input)["detail"]["object"]["key"]
+        arn = stateMachineArn.replace(":stateMachine:", ":execution:") + ":" + name
+        self.names.append(name)
+        self.by_arn[arn] = list(self.script[key])
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        return {"executionArn": arn}
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803
+        steps = self.by_arn[executionArn]
+        outcome = steps.pop(0) if len(steps) > 1 else steps[0]
+        if outcome.status != "RUNNING" and len(steps) <= 1:
+            self.running -= 1
+        info: dict[str, Any] = {"status": outcome.status}
+        if outcome.output is not None:
+            info["output"] = json.dumps(outcome.output)
+        info.update({k: v for k, v in (("error", outcome.error), ("cause", outcome.cause)) if v})
+        return info
+
+
+def _flight(sfn: FakeStepFunctions, suffix: str = "", timeout_s: float = 30.0) -> Any:
+    config = bridge.BridgeConfig(
+        bucket="b",
+        prefix="in/",
+        state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:m",
+        region="us-east-1",
+        rules=[{"name": "classify", "pattern": {}}],
+        since=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    return classify_module._InFlight(sfn, config, suffix, timeout_s)
+
+
+def _obj(key: str) -> bridge.S3Object:
+    return bridge.S3Object("b", key, "etag-" + key, 1, datetime(2026, 1, 2, tzinfo=UTC))
+
+
+def test_classify_loop_keeps_the_concurrency_and_reports_each_image_once() -> None:
+    running = ExecutionOutcome("", "RUNNING")
+    sfn = FakeStepFunctions(
+        {
+            "in/a.png": [
+                running,
+                ExecutionOutcome("", "SUCCEEDED", {"label": 1, "confidence": 0.99}),
+            ],
+            "in/b.png": [ExecutionOutcome("", "FAILED", None, "LowConfidenceError", "0.6")],
+            "in/c.png": [running, running, ExecutionOutcome("", "FAILED", None, "NotAnImageError")],
+            "in/d.png": [ExecutionOutcome("", "SUCCEEDED", {"label": 0, "confidence": 0.95})],
+        }
+    )
+    seen: list[str] = []
+    flight = _flight(sfn)
+    objects = [_obj(f"in/{c}.png") for c in "abcd"]
+    results = classify_module._run_all(
+        flight, objects, CLASSES, 2, False, lambda r: seen.append(r.key)
+    )
+    assert sfn.most_running <= 2
+    by_key = {r.key: (r.outcome, r.class_name or r.error) for r in results}
+    assert by_key == {
+        "in/a.png": ("classified", "motorcycle"),
+        "in/b.png": ("review", "LowConfidenceError"),
+        "in/c.png": ("failed", "NotAnImageError"),
+        "in/d.png": ("classified", "bicycle"),
+    }
+    assert sorted(seen) == sorted(by_key)
+    assert sfn.names == [bridge.execution_name(o) for o in objects]  # the bridge's names
+    assert flight.describe_calls >= len(objects)
+
+
+def test_classify_loop_times_out_a_stuck_execution_and_rerun_gets_fresh_names() -> None:
+    sfn = FakeStepFunctions({"in/stuck.png": [ExecutionOutcome("", "RUNNING")]})
+    flight = _flight(sfn, suffix="again", timeout_s=0.05)
+    (result,) = classify_module._run_all(flight, [_obj("in/stuck.png")], CLASSES, 4, False, None)
+    assert (result.outcome, result.error) == ("failed", "ClassifyTimeout")
+    assert result.cause == "still running after 0s"
+    assert sfn.names[0].endswith("-again") and len(sfn.names[0]) <= 80
+
+
+def _deployed_home(tmp_path: Path) -> Settings:
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home")
+    settings.home.mkdir(parents=True)
+    settings.deployed_file.write_text(
+        json.dumps(
+            {
+                "bucket": "b",
+                "incoming_prefix": "in/",
+                "state_machine_arn": "arn:aws:states:us-east-1:1:stateMachine:m",
+                "endpoint_name": "e",
+            }
+        )
+    )
+    return settings
+
+
+def test_classify_refuses_a_bad_source_before_any_call(tmp_path: Path) -> None:
+    settings = _deployed_home(tmp_path)
+    with pytest.raises(CommandError, match="bridge configuration is missing"):
+        classify_module.classify(settings, "s3://b/in/", progress=False)
+    bridge.write_config(
+        settings,
+        bridge.BridgeConfig("b", "in/", "arn", "us-east-1", [], datetime(2026, 1, 1, tzinfo=UTC)),
+    )
+    with pytest.raises(CommandError, match="not an S3 URI"):
+        classify_module.classify(settings, "s3:///in/", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(CommandError, match="no images"):
+        classify_module.classify(settings, str(empty), progress=False)
+
+
+def test_local_images_skips_other_files(tmp_path: Path) -> None:
+    for name in ("a.PNG", "sub/b.jpg", "c.txt", ".hidden.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = classify_module.local_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in images] == ["a.PNG", "sub/b.jpg"]
+    assert skipped == 1
+
+
+def test_up_failure_is_one_line_with_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail(*args: object, **kwargs: object) -> list[str]:
+        raise services.ServiceError("s3: port 8333 on 127.0.0.1 is taken by another program")
+
+    monkeypatch.setattr(services, "up", fail)
+    assert main(["up"]) == 1
+    assert capsys.readouterr().err == (
+        "scones up: s3: port 8333 on 127.0.0.1 is taken by another program\n"
+    )
+
+
+def test_workflow_errors_keep_their_class_name_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCONES_HOME", str(tmp_path))
+    monkeypatch.setenv("SCONES_PROJECT", str(tmp_path))  # no template.yaml here
+    assert main(["invoke", "SomeFunction"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scones invoke: TemplateNotFoundError: template not found")
+    assert err.count("\n") == 1
