@@ -10,7 +10,9 @@ standard setting ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` can point it at a local 
 Transient endpoint failures raise ``EndpointUnavailableError`` (the state machine retries it);
 permanent ones raise ``EndpointError``.
 
-Only the standard library and boto3 are used, so the folder deploys as it is.
+The errors it shares with the other functions and the probability check come from the
+``CommonLayer`` (``functions/common/scones_common.py``); otherwise only the standard library
+and boto3 are used, so nothing needs installing.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import base64
 import binascii
 import json
 import logging
-import math
 import os
 import threading
 from typing import Any
+
+from scones_common import (
+    ConfigurationError,
+    InvalidEventError,
+    MalformedInferenceError,
+    check_probabilities,
+    event_object,
+    text_field,
+    top_class,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +56,6 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-class InvalidEventError(ValueError):
-    """The event does not have the shape this function needs."""
-
-
-class ConfigurationError(RuntimeError):
-    """No endpoint name in the event or in ``ENDPOINT_NAME``."""
-
-
 class ImageTooLargeError(ValueError):
     """The image is over the 6 MB InvokeEndpoint limit."""
 
@@ -65,23 +68,14 @@ class EndpointUnavailableError(EndpointError):
     """The endpoint is throttled, not ready or unreachable (retrying may help)."""
 
 
-class MalformedInferenceError(ValueError):
-    """The endpoint answered with something that is not a list of class probabilities."""
-
-
 # --------------------------------------------------------------------------------------------
 # event and settings
 
 
 def decode_image(event: Any) -> bytes:
     """Return the image bytes from ``event["image_data"]`` or raise ``InvalidEventError``."""
-    if not isinstance(event, dict):
-        raise InvalidEventError(f"event must be a JSON object, got {type(event).__name__}")
-    if "image_data" not in event:
-        raise InvalidEventError("event is missing image_data (run SerializeImage first)")
-    text = event["image_data"]
-    if not isinstance(text, str) or not text:
-        raise InvalidEventError("image_data must be a non-empty base64 string")
+    event = event_object(event, "image_data", hint=" (run SerializeImage first)")
+    text = text_field(event["image_data"], "image_data", "base64 string")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -93,9 +87,7 @@ def endpoint_name(event: dict[str, Any], environ: Any = None) -> str:
     env = os.environ if environ is None else environ
     name = event.get("endpoint_name")
     if name is not None:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidEventError("endpoint_name must be a non-empty string")
-        return name
+        return text_field(name, "endpoint_name")
     name = env.get("ENDPOINT_NAME", "").strip()
     if not name:
         raise ConfigurationError(
@@ -125,27 +117,7 @@ def parse_probabilities(body: bytes) -> list[float]:
         raise MalformedInferenceError(
             f"endpoint answer is not JSON (starts with {body[:40]!r})"
         ) from None
-    return check_probabilities(values, "endpoint answer")
-
-
-def check_probabilities(values: Any, what: str) -> list[float]:
-    """Return ``values`` as floats when it is a list of >= 2 probabilities summing to ~1."""
-    if not isinstance(values, list):
-        raise MalformedInferenceError(f"{what} must be a JSON list, got {type(values).__name__}")
-    if len(values) < 2:
-        raise MalformedInferenceError(f"{what} must hold at least 2 class probabilities")
-    probabilities: list[float] = []
-    for index, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MalformedInferenceError(f"{what}[{index}] is not a number: {value!r}")
-        number = float(value)
-        if not math.isfinite(number) or not 0.0 <= number <= 1.0:
-            raise MalformedInferenceError(f"{what}[{index}] = {number} is not in [0, 1]")
-        probabilities.append(number)
-    total = math.fsum(probabilities)
-    if abs(total - 1.0) > SUM_TOLERANCE:
-        raise MalformedInferenceError(f"{what} sums to {total:.4f}, not 1")
-    return probabilities
+    return check_probabilities(values, "endpoint answer", minimum=2, sum_tolerance=SUM_TOLERANCE)
 
 
 def invoke(runtime: Any, name: str, data: bytes) -> bytes:
@@ -191,8 +163,8 @@ def invoke(runtime: Any, name: str, data: bytes) -> bytes:
 def classify(runtime: Any, name: str, data: bytes) -> tuple[list[float], int, float]:
     """Classify one image; return ``(probabilities, label, confidence)``."""
     probabilities = parse_probabilities(invoke(runtime, name, data))
-    label = max(range(len(probabilities)), key=probabilities.__getitem__)
-    return probabilities, label, probabilities[label]
+    label, confidence = top_class(probabilities)
+    return probabilities, label, confidence
 
 
 # --------------------------------------------------------------------------------------------

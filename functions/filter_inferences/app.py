@@ -8,7 +8,9 @@ The threshold is ``event["threshold"]`` when given (a number or a numeric string
 machine's substitutions deliver it), else the ``CONFIDENCE_THRESHOLD`` environment variable,
 else 0.93.
 
-Only the standard library is used, so the folder deploys as it is.
+The errors it shares with the other functions and the probability check come from the
+``CommonLayer`` (``functions/common/scones_common.py``); otherwise only the standard library
+is used.
 """
 
 from __future__ import annotations
@@ -18,21 +20,18 @@ import math
 import os
 from typing import Any
 
+from scones_common import (
+    ConfigurationError,
+    InvalidEventError,
+    MalformedInferenceError,
+    check_probabilities,
+    event_object,
+    top_class,
+)
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.93
-
-
-class InvalidEventError(ValueError):
-    """The event does not have the shape this function needs."""
-
-
-class ConfigurationError(RuntimeError):
-    """``CONFIDENCE_THRESHOLD`` holds an unusable value."""
-
-
-class MalformedInferenceError(ValueError):
-    """``inferences`` is not a list of probabilities."""
 
 
 class LowConfidenceError(RuntimeError):
@@ -71,30 +70,15 @@ def threshold_for(event: dict[str, Any], environ: Any = None) -> float:
 
 def parse_inferences(event: Any) -> list[float]:
     """Return ``event["inferences"]`` as floats or raise a named error."""
-    if not isinstance(event, dict):
-        raise InvalidEventError(f"event must be a JSON object, got {type(event).__name__}")
-    if "inferences" not in event:
-        raise InvalidEventError("event is missing inferences (run ClassifyImage first)")
-    values = event["inferences"]
-    if not isinstance(values, list):
-        raise MalformedInferenceError(f"inferences must be a list, got {type(values).__name__}")
-    if not values:
+    event = event_object(event, "inferences", hint=" (run ClassifyImage first)")
+    if event["inferences"] == []:
         raise MalformedInferenceError("inferences is empty (run ClassifyImage first)")
-    result: list[float] = []
-    for index, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MalformedInferenceError(f"inferences[{index}] is not a number: {value!r}")
-        number = float(value)
-        if not math.isfinite(number) or not 0.0 <= number <= 1.0:
-            raise MalformedInferenceError(f"inferences[{index}] = {number} is not in [0, 1]")
-        result.append(number)
-    return result
+    return check_probabilities(event["inferences"], "inferences")
 
 
 def check_confidence(inferences: list[float], threshold: float) -> tuple[int, float]:
     """Return ``(label, confidence)`` of the top class, or raise ``LowConfidenceError``."""
-    label = max(range(len(inferences)), key=inferences.__getitem__)
-    confidence = inferences[label]
+    label, confidence = top_class(inferences)
     if confidence < threshold:
         raise LowConfidenceError(
             f"top confidence {confidence:.4f} (label {label}) is below the threshold "

@@ -10,7 +10,8 @@ is done with the standard library: for PNG every chunk's CRC is verified and the
 inflated with ``zlib`` and must have exactly the size the header promises; for the other formats
 the header, the dimensions and the container structure are checked.
 
-Only the standard library and boto3 are used, so the folder deploys as it is.
+The errors it shares with the other functions come from the ``CommonLayer``
+(``functions/common/scones_common.py``); otherwise only the standard library and boto3 are used.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import struct
 import threading
 import zlib
 from typing import Any, NamedTuple
+
+from scones_common import ConfigurationError, InvalidEventError, event_object, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +38,6 @@ HARD_MAX_IMAGE_BYTES = (STATE_PAYLOAD_LIMIT - PAYLOAD_HEADROOM) // 4 * 3
 DEFAULT_MAX_IMAGE_BYTES = 150_000
 #: Largest width/height we accept from a header (guards the PNG inflate size).
 MAX_DIMENSION = 16_384
-
-
-class InvalidEventError(ValueError):
-    """The event does not have the shape this function needs."""
-
-
-class ConfigurationError(RuntimeError):
-    """An environment variable of the function holds an unusable value."""
 
 
 class ImageNotFoundError(LookupError):
@@ -102,18 +97,9 @@ def max_image_bytes(environ: dict[str, str] | os._Environ[str] | None = None) ->
 
 def parse_event(event: Any) -> tuple[str, str]:
     """Return ``(bucket, key)`` from the event or raise ``InvalidEventError``."""
-    if not isinstance(event, dict):
-        raise InvalidEventError(
-            f"event must be a JSON object with s3_bucket and s3_key, got {type(event).__name__}"
-        )
-    missing = [name for name in ("s3_bucket", "s3_key") if name not in event]
-    if missing:
-        raise InvalidEventError(f"event is missing {', '.join(missing)}")
-    bucket, key = event["s3_bucket"], event["s3_key"]
-    if not isinstance(bucket, str) or not bucket.strip():
-        raise InvalidEventError("s3_bucket must be a non-empty string")
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidEventError("s3_key must be a non-empty string")
+    event = event_object(event, "s3_bucket", "s3_key")
+    bucket = text_field(event["s3_bucket"], "s3_bucket")
+    key = text_field(event["s3_key"], "s3_key")
     if key.endswith("/"):
         raise InvalidEventError(f"s3_key {key!r} names a folder, not an object")
     return bucket, key

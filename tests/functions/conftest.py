@@ -1,4 +1,4 @@
-"""Fixtures for the SAM application's unit tests: handlers loaded from their folders, moto."""
+"""Fixtures for the SAM application's unit tests: handlers loaded as the twin loads them, moto."""
 
 from __future__ import annotations
 
@@ -10,20 +10,36 @@ from types import ModuleType
 import pytest
 from sam_helpers import image_bytes, load_handler
 
+from scones.twin.lambda_runtime import LambdaContext
+
+
+def _cold(folder: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The handler module with an empty client cache for this test, like a cold start."""
+    module = load_handler(folder)
+    if hasattr(module, "_clients"):
+        monkeypatch.setattr(module, "_clients", {})
+    return module
+
 
 @pytest.fixture
-def serialize() -> ModuleType:
-    return load_handler("serialize_image")
+def serialize(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _cold("serialize_image", monkeypatch)
 
 
 @pytest.fixture
-def classify() -> ModuleType:
-    return load_handler("classify_image")
+def classify(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _cold("classify_image", monkeypatch)
 
 
 @pytest.fixture
-def filter_fn() -> ModuleType:
-    return load_handler("filter_inferences")
+def filter_fn(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _cold("filter_inferences", monkeypatch)
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    """A Lambda context object as the twin passes it (name, request id, remaining time)."""
+    return LambdaContext(function_name="scones-test-function", memory_limit_in_mb=256, timeout_s=30)
 
 
 @pytest.fixture

@@ -1,12 +1,16 @@
-"""Helpers for the SAM application's unit tests (imported by tests/unit/*)."""
+"""Helpers for the SAM application's tests (tests/functions/*): paths, events, images, SAM CLI.
+
+The template is read and the handlers are imported by the twin's own code
+(``scones.twin.template`` and ``scones.twin.lambda_runtime.load_handler``, layers included),
+so these tests exercise exactly what ``scones deploy --local`` and ``scones invoke`` run.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import io
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +18,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
+
+from scones.twin import lambda_runtime
+from scones.twin.template import TwinApp, load_template, read_app
+from scones.twin.template import substitute_definition as substitute  # noqa: F401
 
 PROJECT = Path(__file__).resolve().parents[2]
 FUNCTIONS = PROJECT / "functions"
@@ -35,15 +42,26 @@ ASCII_GIF = (
 )
 
 
+def read_template() -> dict[str, Any]:
+    """``template.yaml`` as plain data, short tags in their long form (the twin's reader)."""
+    return load_template(TEMPLATE)
+
+
+@functools.cache
+def project_app() -> TwinApp:
+    """The project's SAM app as the twin reads it (parameters from samconfig.toml)."""
+    return read_app(PROJECT)
+
+
 def load_handler(folder: str) -> ModuleType:
-    """Import ``functions/<folder>/app.py`` under a unique module name (as the twin does)."""
-    name = f"scones_test_fn_{folder}"
-    spec = importlib.util.spec_from_file_location(name, FUNCTIONS / folder / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The handler module of ``functions/<folder>``, imported as the twin imports it.
+
+    ``lambda_runtime.load_handler`` puts the function's layer folders on ``sys.path`` first and
+    imports the module once per process, as Lambda does per execution environment.
+    """
+    spec = next(f for f in project_app().functions.values() if f.code_uri.name == folder)
+    handler = lambda_runtime.load_handler(spec.handler_file, spec.handler_name, spec.layers)
+    return sys.modules[handler.__module__]
 
 
 def read_event(name: str) -> dict[str, Any]:
@@ -96,44 +114,7 @@ def sam_executable() -> str:
     return candidate
 
 
-# ------------------------------------------------------------------------------ template
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that turns CloudFormation short tags (!Ref, !Sub, ...) into their long form."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """``template.yaml`` as plain data, short tags in their long form."""
-    data: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506
-    return data
-
-
-def placeholders(text: str) -> set[str]:
-    """The ``${Name}`` placeholders in an ASL definition."""
-    return set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text))
-
-
-def substitute(text: str, values: dict[str, str]) -> str:
-    """Replace every ``${Name}`` as CloudFormation's DefinitionSubstitutions would."""
-    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda match: values[match.group(1)], text)
+# ------------------------------------------------------------------------------ template checks
 
 
 PLAUSIBLE_SUBSTITUTIONS = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,6 +21,8 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 from sam_helpers import ASCII_GIF, queue_endpoint_results, read_event
+
+from scones.twin.lambda_runtime import LambdaContext
 
 ENDPOINT = "scones-image-classifier"
 
@@ -60,13 +63,13 @@ def stub_answer(stub: Stubber, body: bytes, content_type: str, image: bytes) -> 
 
 
 def test_classifies_through_moto_with_the_endpoint_from_env(
-    classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
+    lambda_context: LambdaContext, classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
     queue_endpoint_results("[0.2, 0.8]")
     event = event_for(ASCII_GIF)
 
-    result = classify.lambda_handler(event, None)
+    result = classify.lambda_handler(event, lambda_context)
 
     assert result["inferences"] == [0.2, 0.8]
     assert result["label"] == 1 and result["confidence"] == 0.8
@@ -74,23 +77,23 @@ def test_classifies_through_moto_with_the_endpoint_from_env(
 
 
 def test_malformed_answer_through_moto(
-    classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
+    lambda_context: LambdaContext, classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
     queue_endpoint_results("<html>oops</html>", content_type="text/html")
     with pytest.raises(classify.MalformedInferenceError, match="not JSON"):
-        classify.lambda_handler(event_for(ASCII_GIF), None)
+        classify.lambda_handler(event_for(ASCII_GIF), lambda_context)
 
 
 def test_the_sample_event_works(
-    classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
+    lambda_context: LambdaContext, classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = read_event("classify_image.json")
     image = base64.b64decode(event["image_data"])
     client = classify.runtime_client()
     with Stubber(client) as stub:
         stub_answer(stub, b"[0.97, 0.03]", "image/png", image)
-        result = classify.lambda_handler(event, None)
+        result = classify.lambda_handler(event, lambda_context)
     assert result["label"] == 0 and result["confidence"] == 0.97
 
 
@@ -147,10 +150,15 @@ def test_env_is_read_at_call_time(classify: ModuleType, monkeypatch: pytest.Monk
     ],
 )
 def test_bad_events(
-    classify: ModuleType, aws_env: None, event: Any, error: str, message: str
+    lambda_context: LambdaContext,
+    classify: ModuleType,
+    aws_env: None,
+    event: Any,
+    error: str,
+    message: str,
 ) -> None:
     with pytest.raises(getattr(classify, error), match=message):
-        classify.lambda_handler(event, None)
+        classify.lambda_handler(event, lambda_context)
 
 
 def test_images_over_6_mb_are_refused_before_calling(classify: ModuleType, runtime: Any) -> None:
@@ -238,13 +246,11 @@ def test_rounded_and_integer_answers_are_accepted(classify: ModuleType) -> None:
     assert classify.parse_probabilities(b"[1, 0]") == [1.0, 0.0]
 
 
-def test_answers_recorded_from_a_real_sagemaker_endpoint_are_accepted(classify: ModuleType) -> None:
-    from pathlib import Path
-
-    capture = Path(__file__).resolve().parents[3] / "shared" / "data" / "data-capture"
-    files = sorted(capture.glob("*.jsonl"))
-    if not files:
-        pytest.skip(f"shared data capture files not found under {capture}")
+def test_answers_recorded_from_a_real_sagemaker_endpoint_are_accepted(
+    classify: ModuleType, shared_capture: Path
+) -> None:
+    files = sorted(shared_capture.glob("*.jsonl"))
+    assert files, f"no capture files under {shared_capture}"
     count = 0
     for path in files:
         for line in path.read_text().splitlines():

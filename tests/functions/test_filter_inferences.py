@@ -9,29 +9,33 @@ from typing import Any
 import pytest
 from sam_helpers import read_event
 
+from scones.twin.lambda_runtime import LambdaContext
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONFIDENCE_THRESHOLD", raising=False)
 
 
-def test_low_confidence_raises(filter_fn: ModuleType) -> None:
+def test_low_confidence_raises(lambda_context: LambdaContext, filter_fn: ModuleType) -> None:
     event = {"s3_bucket": "b", "s3_key": "k", "image_data": "", "inferences": [0.6, 0.4]}
     with pytest.raises(filter_fn.LowConfidenceError, match="0.6000 .*below the threshold 0.9300"):
-        filter_fn.lambda_handler(event, None)
+        filter_fn.lambda_handler(event, lambda_context)
 
 
-def test_confident_returns_the_event(filter_fn: ModuleType) -> None:
+def test_confident_returns_the_event(lambda_context: LambdaContext, filter_fn: ModuleType) -> None:
     event = {"s3_bucket": "b", "s3_key": "k", "image_data": "", "inferences": [0.97, 0.03]}
     before = copy.deepcopy(event)
-    assert filter_fn.lambda_handler(event, None) == before
+    assert filter_fn.lambda_handler(event, lambda_context) == before
 
 
-def test_the_sample_events(filter_fn: ModuleType) -> None:
+def test_the_sample_events(lambda_context: LambdaContext, filter_fn: ModuleType) -> None:
     confident = read_event("filter_confident.json")
-    assert filter_fn.lambda_handler(confident, None) == read_event("filter_confident.json")
+    assert filter_fn.lambda_handler(confident, lambda_context) == read_event(
+        "filter_confident.json"
+    )
     with pytest.raises(filter_fn.LowConfidenceError):
-        filter_fn.lambda_handler(read_event("filter_low_confidence.json"), None)
+        filter_fn.lambda_handler(read_event("filter_low_confidence.json"), lambda_context)
 
 
 @pytest.mark.parametrize(
@@ -45,14 +49,18 @@ def test_the_sample_events(filter_fn: ModuleType) -> None:
     ],
 )
 def test_threshold_boundary(
-    filter_fn: ModuleType, inferences: list[float], threshold: float, passes: bool
+    lambda_context: LambdaContext,
+    filter_fn: ModuleType,
+    inferences: list[float],
+    threshold: float,
+    passes: bool,
 ) -> None:
     event = {"inferences": inferences, "threshold": threshold}
     if passes:
-        assert filter_fn.lambda_handler(event, None) is event
+        assert filter_fn.lambda_handler(event, lambda_context) is event
     else:
         with pytest.raises(filter_fn.LowConfidenceError):
-            filter_fn.lambda_handler(event, None)
+            filter_fn.lambda_handler(event, lambda_context)
 
 
 def test_threshold_precedence(filter_fn: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,10 +72,12 @@ def test_threshold_precedence(filter_fn: ModuleType, monkeypatch: pytest.MonkeyP
     assert filter_fn.threshold_for({"threshold": None}) == 0.8
 
 
-def test_env_threshold_applies(filter_fn: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_threshold_applies(
+    lambda_context: LambdaContext, filter_fn: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONFIDENCE_THRESHOLD", "0.5")
     event = {"inferences": [0.6, 0.4]}
-    assert filter_fn.lambda_handler(event, None) is event
+    assert filter_fn.lambda_handler(event, lambda_context) is event
 
 
 @pytest.mark.parametrize(
@@ -75,7 +85,7 @@ def test_env_threshold_applies(filter_fn: ModuleType, monkeypatch: pytest.Monkey
     [
         (None, "InvalidEventError", "must be a JSON object"),
         ({"s3_bucket": "b"}, "InvalidEventError", "missing inferences"),
-        ({"inferences": "0.9"}, "MalformedInferenceError", "must be a list"),
+        ({"inferences": "0.9"}, "MalformedInferenceError", "must be a JSON list"),
         ({"inferences": []}, "MalformedInferenceError", "is empty"),
         ({"inferences": [0.9, "x"]}, "MalformedInferenceError", "not a number"),
         ({"inferences": [True, False]}, "MalformedInferenceError", "not a number"),
@@ -87,15 +97,20 @@ def test_env_threshold_applies(filter_fn: ModuleType, monkeypatch: pytest.Monkey
         ({"inferences": [0.97, 0.03], "threshold": True}, "InvalidEventError", "threshold"),
     ],
 )
-def test_bad_events(filter_fn: ModuleType, event: Any, error: str, message: str) -> None:
+def test_bad_events(
+    lambda_context: LambdaContext, filter_fn: ModuleType, event: Any, error: str, message: str
+) -> None:
     with pytest.raises(getattr(filter_fn, error), match=message):
-        filter_fn.lambda_handler(event, None)
+        filter_fn.lambda_handler(event, lambda_context)
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "1.01", "nan"])
 def test_bad_env_threshold_is_a_configuration_error(
-    filter_fn: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str
+    lambda_context: LambdaContext,
+    filter_fn: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
 ) -> None:
     monkeypatch.setenv("CONFIDENCE_THRESHOLD", value)
     with pytest.raises(filter_fn.ConfigurationError, match="CONFIDENCE_THRESHOLD"):
-        filter_fn.lambda_handler({"inferences": [0.97, 0.03]}, None)
+        filter_fn.lambda_handler({"inferences": [0.97, 0.03]}, lambda_context)

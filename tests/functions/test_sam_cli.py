@@ -6,14 +6,16 @@ project venv. None of these calls needs the network or Docker.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sam_helpers import HANDLERS, PROJECT, load_template, sam_executable
+from sam_helpers import HANDLERS, PROJECT, read_template, sam_executable
 
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
 
@@ -68,7 +70,7 @@ def test_cfn_lint(tmp_path: Path) -> None:
 
 
 def test_sam_build_without_containers(tmp_path: Path) -> None:
-    runtime = load_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
+    runtime = read_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
     env = sam_env(tmp_path)
     if shutil.which(runtime, path=env["PATH"]) is None:
         pytest.fail(
@@ -94,4 +96,54 @@ def test_sam_build_without_containers(tmp_path: Path) -> None:
     for logical_id, folder in HANDLERS.items():
         built = build / logical_id / "app.py"
         assert built.read_text() == (PROJECT / "functions" / folder / "app.py").read_text()
+    layer = build / "CommonLayer" / "python" / "scones_common.py"  # what Lambda puts on sys.path
+    assert layer.read_text() == (PROJECT / "functions" / "common" / "scones_common.py").read_text()
     shutil.rmtree(build)
+
+
+#: Run by SAM's own interpreter: translate template.yaml with aws-sam-translator (what `sam`
+#: deploys through) and print each function's translated properties. Local CodeUri/ContentUri/
+#: DefinitionUri become S3 URIs first, as `sam validate` does; no network is used.
+_TRANSLATE = """
+import json, sys
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+template = yaml_parse(open(sys.argv[1]).read())
+for resource in template["Resources"].values():
+    props = resource.get("Properties") or {}
+    for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+        if isinstance(props.get(key), str):
+            props[key] = "s3://bucket/" + props[key]
+session = boto3.session.Session(region_name="us-east-1")
+translated = Translator({}, Parser(), boto_session=session).translate(template, {})
+print(json.dumps({
+    k: v["Properties"] for k, v in translated["Resources"].items()
+    if v["Type"] == "AWS::Lambda::Function"
+}))
+"""
+
+
+def test_globals_merge_like_the_sam_translator(tmp_path: Path) -> None:
+    """The twin merges Globals itself (scones.twin.template); SAM's translator must agree."""
+    from scones.twin.template.functions import merge_globals
+
+    python = Path(sam_executable()).with_name("python")
+    result = run([str(python), "-c", _TRANSLATE, "template.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    translated = json.loads(result.stdout)
+    template = read_template()
+    assert set(translated) == set(HANDLERS)
+    for logical_id, props in translated.items():
+        merged = merge_globals(
+            template["Globals"]["Function"], template["Resources"][logical_id]["Properties"]
+        )
+        # SAM renames a LayerVersion to <LogicalId><10-hex-digit hash> (a new version per change)
+        layers = [{"Ref": re.sub("[0-9a-f]{10}$", "", ref["Ref"])} for ref in props["Layers"]]
+        assert layers == merged["Layers"], logical_id
+        for key in ("Runtime", "Handler", "Timeout", "MemorySize", "Environment"):
+            assert props.get(key) == merged.get(key), f"{logical_id}.{key}"
+        for key in ("Architectures", "LoggingConfig"):
+            assert props[key] == merged[key], f"{logical_id}.{key}"

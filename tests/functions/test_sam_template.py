@@ -6,6 +6,7 @@ import ast
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,17 +15,28 @@ from sam_helpers import (
     EVENTS,
     HANDLERS,
     PROJECT,
-    load_template,
-    placeholders,
+    load_handler,
     policy_statements,
+    project_app,
     read_event,
+    read_template,
     wildcard_grants,
 )
+
+from scones.twin.template import placeholders
+
+COMMON = PROJECT / "functions" / "common"
+#: The ASL's Task states and the function each one invokes.
+TASKS = {
+    "SerializeImage": "SerializeImageFunction",
+    "ClassifyImage": "ClassifyImageFunction",
+    "FilterInferences": "FilterInferencesFunction",
+}
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_template()
+    return read_template()
 
 
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -120,17 +132,97 @@ def test_three_functions_one_folder_each(template: dict[str, Any]) -> None:
         assert any(isinstance(n, ast.FunctionDef) and n.name == "lambda_handler" for n in tree.body)
 
 
-@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
-def test_handlers_need_only_the_standard_library_and_boto3(folder: str) -> None:
-    tree = ast.parse((PROJECT / "functions" / folder / "app.py").read_text())
+def imported_modules(path: Path) -> set[str]:
+    """The top-level modules a Python file imports (absolute imports only)."""
     modules: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             modules.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             modules.add(node.module.split(".")[0])
-    outside = modules - set(sys.stdlib_module_names) - {"boto3", "botocore"}
+    return modules
+
+
+@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
+def test_handlers_need_only_the_standard_library_boto3_and_their_layer(folder: str) -> None:
+    spec = next(f for f in project_app().functions.values() if f.code_uri.name == folder)
+    layer_modules = {p.stem for layer in spec.layers for p in layer.glob("*.py")}
+    outside = imported_modules(spec.handler_file) - set(sys.stdlib_module_names)
+    outside -= {"boto3", "botocore"} | layer_modules
     assert not outside, f"{folder} imports {outside}: the Lambda package has no dependencies"
+    assert "scones_common" in imported_modules(spec.handler_file)
+
+
+# ------------------------------------------------------------------------------ the common layer
+
+
+def test_every_function_gets_the_common_layer_from_globals(template: dict[str, Any]) -> None:
+    assert template["Globals"]["Function"]["Layers"] == [{"Ref": "CommonLayer"}]
+    for function in project_app().functions.values():
+        assert function.layers == (COMMON,), function.logical_id
+
+
+def test_the_common_layer_is_built_for_the_functions_runtime_and_architecture(
+    template: dict[str, Any],
+) -> None:
+    layer = template["Resources"]["CommonLayer"]
+    function = template["Globals"]["Function"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert (PROJECT / layer["Properties"]["ContentUri"]).resolve() == COMMON
+    assert layer["Metadata"]["BuildMethod"] == function["Runtime"]  # built into python/
+    assert layer["Properties"]["CompatibleRuntimes"] == [function["Runtime"]]
+    assert layer["Metadata"]["BuildArchitecture"] == function["Architectures"][0]
+    assert layer["Properties"]["CompatibleArchitectures"] == function["Architectures"]
+    assert not (COMMON / "requirements.txt").exists(), "the layer has no dependencies"
+
+
+def test_the_layer_needs_only_the_standard_library() -> None:
+    for path in COMMON.glob("*.py"):
+        outside = imported_modules(path) - set(sys.stdlib_module_names)
+        assert not outside, f"{path.name} imports {outside}"
+
+
+def test_shared_errors_are_defined_once_in_the_layer(
+    serialize: Any, classify: Any, filter_fn: Any
+) -> None:
+    import scones_common  # importable: loading the handlers put the layer on sys.path
+
+    shared = {
+        name
+        for name, obj in vars(scones_common).items()
+        if isinstance(obj, type) and issubclass(obj, Exception)
+    }
+    assert shared == {"InvalidEventError", "ConfigurationError", "MalformedInferenceError"}
+    for module in (serialize, classify, filter_fn):
+        tree = ast.parse(Path(module.__file__).read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        assert not defined & shared, f"{module.__file__} redefines {defined & shared}"
+    for name in ("InvalidEventError", "ConfigurationError"):
+        for module in (serialize, classify, filter_fn):
+            assert getattr(module, name) is getattr(scones_common, name)
+    assert classify.MalformedInferenceError is filter_fn.MalformedInferenceError
+
+
+@pytest.mark.parametrize(("task", "logical_id"), sorted(TASKS.items()))
+def test_the_layers_errors_are_still_caught_by_name(task: str, logical_id: str) -> None:
+    """The ASL catches errors by class name: a class moved to the layer keeps its name."""
+    import scones_common
+
+    module = load_handler(HANDLERS[logical_id])
+    raised = {
+        name
+        for name, obj in vars(module).items()
+        if isinstance(obj, type)
+        and obj.__module__ == scones_common.__name__
+        and issubclass(obj, Exception)
+    }
+    assert raised, f"{logical_id} imports no error from the layer"
+    caught = {
+        error
+        for catcher in json.loads(ASL.read_text())["States"][task]["Catch"]
+        for error in catcher["ErrorEquals"]
+    }
+    assert raised <= caught, f"{task} does not catch {raised - caught}"
 
 
 def test_each_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:

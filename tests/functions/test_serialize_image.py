@@ -13,6 +13,8 @@ import boto3
 import pytest
 from sam_helpers import ASCII_GIF, image_bytes, read_event
 
+from scones.twin.lambda_runtime import LambdaContext
+
 BUCKET = "scones-images-test"
 
 
@@ -45,12 +47,17 @@ def put(s3: Any, key: str, body: bytes) -> dict[str, str]:
     ],
 )
 def test_returns_the_object_bytes_unchanged_as_base64(
-    serialize: ModuleType, s3: Any, fmt: str, save: dict[str, Any], expected: str
+    lambda_context: LambdaContext,
+    serialize: ModuleType,
+    s3: Any,
+    fmt: str,
+    save: dict[str, Any],
+    expected: str,
 ) -> None:
     data = image_bytes(fmt, (33, 17), **save)
     event = put(s3, f"incoming/picture.{fmt.lower()}", data)
 
-    result = serialize.lambda_handler(event, None)
+    result = serialize.lambda_handler(event, lambda_context)
 
     assert set(result) == {"s3_bucket", "s3_key", "image_data", "inferences"}
     assert result["s3_bucket"] == BUCKET and result["s3_key"] == event["s3_key"]
@@ -76,18 +83,22 @@ def test_png_colour_types_and_depths_pass_the_structural_check(
     assert serialize.inspect_image(buffer.getvalue()).format == "PNG"
 
 
-def test_passes_other_event_keys_through(serialize: ModuleType, s3: Any, png: bytes) -> None:
+def test_passes_other_event_keys_through(
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any, png: bytes
+) -> None:
     event = {**put(s3, "incoming/a.png", png), "endpoint_name": "ep", "threshold": 0.9}
-    result = serialize.lambda_handler(event, None)
+    result = serialize.lambda_handler(event, lambda_context)
     assert result["endpoint_name"] == "ep" and result["threshold"] == 0.9
 
 
-def test_the_sample_event_works(serialize: ModuleType, moto: None, png: bytes) -> None:
+def test_the_sample_event_works(
+    lambda_context: LambdaContext, serialize: ModuleType, moto: None, png: bytes
+) -> None:
     event = read_event("serialize_image.json")
     client = boto3.client("s3", region_name="us-east-1")
     client.create_bucket(Bucket=event["s3_bucket"])
     client.put_object(Bucket=event["s3_bucket"], Key=event["s3_key"], Body=png)
-    result = serialize.lambda_handler(event, None)
+    result = serialize.lambda_handler(event, lambda_context)
     assert base64.b64decode(result["image_data"]) == png
 
 
@@ -97,29 +108,37 @@ def test_the_sample_image_in_the_events_is_a_valid_png(serialize: ModuleType) ->
 
 
 def test_url_encoded_keys_from_s3_events_are_decoded_when_needed(
-    serialize: ModuleType, s3: Any, png: bytes
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any, png: bytes
 ) -> None:
     put(s3, "incoming/my bike.png", png)
-    result = serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": "incoming/my+bike.png"}, None)
+    result = serialize.lambda_handler(
+        {"s3_bucket": BUCKET, "s3_key": "incoming/my+bike.png"}, lambda_context
+    )
     assert base64.b64decode(result["image_data"]) == png
     assert result["s3_key"] == "incoming/my bike.png"  # the key that exists
 
 
 def test_logs_carry_no_image_data(
-    serialize: ModuleType, s3: Any, png: bytes, caplog: pytest.LogCaptureFixture
+    lambda_context: LambdaContext,
+    serialize: ModuleType,
+    s3: Any,
+    png: bytes,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    result = serialize.lambda_handler(put(s3, "incoming/a.png", png), None)
+    result = serialize.lambda_handler(put(s3, "incoming/a.png", png), lambda_context)
     assert caplog.records, "the handler logs what it did"
     for record in caplog.records:
         assert result["image_data"] not in str(record.__dict__)
 
 
-def test_the_s3_client_is_created_once(serialize: ModuleType, s3: Any, png: bytes) -> None:
+def test_the_s3_client_is_created_once(
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any, png: bytes
+) -> None:
     event = put(s3, "incoming/a.png", png)
-    serialize.lambda_handler(event, None)
+    serialize.lambda_handler(event, lambda_context)
     first = serialize.s3_client()
-    serialize.lambda_handler(event, None)
+    serialize.lambda_handler(event, lambda_context)
     assert serialize.s3_client() is first
 
 
@@ -139,20 +158,28 @@ def test_the_s3_client_is_created_once(serialize: ModuleType, s3: Any, png: byte
     ],
 )
 def test_bad_events_raise_invalid_event_error(
-    serialize: ModuleType, s3: Any, event: Any, message: str
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any, event: Any, message: str
 ) -> None:
     with pytest.raises(serialize.InvalidEventError, match=message):
-        serialize.lambda_handler(event, None)
+        serialize.lambda_handler(event, lambda_context)
 
 
-def test_missing_key_raises_image_not_found(serialize: ModuleType, s3: Any) -> None:
+def test_missing_key_raises_image_not_found(
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any
+) -> None:
     with pytest.raises(serialize.ImageNotFoundError, match="does not exist"):
-        serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": "incoming/nope.png"}, None)
+        serialize.lambda_handler(
+            {"s3_bucket": BUCKET, "s3_key": "incoming/nope.png"}, lambda_context
+        )
 
 
-def test_missing_bucket_raises_image_not_found(serialize: ModuleType, s3: Any) -> None:
+def test_missing_bucket_raises_image_not_found(
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any
+) -> None:
     with pytest.raises(serialize.ImageNotFoundError, match="NoSuchBucket"):
-        serialize.lambda_handler({"s3_bucket": "no-such-bucket-here", "s3_key": "a.png"}, None)
+        serialize.lambda_handler(
+            {"s3_bucket": "no-such-bucket-here", "s3_key": "a.png"}, lambda_context
+        )
 
 
 def test_access_denied_raises_image_access_denied(serialize: ModuleType, aws_env: None) -> None:
@@ -262,13 +289,13 @@ def _derived(name: str) -> bytes:
 
 @pytest.mark.parametrize("name", sorted(NOT_IMAGES))
 def test_objects_that_are_not_valid_images_raise_not_an_image(
-    serialize: ModuleType, s3: Any, name: str
+    lambda_context: LambdaContext, serialize: ModuleType, s3: Any, name: str
 ) -> None:
     data, message = NOT_IMAGES[name]
     body = _derived(name) if data is None else data
     event = put(s3, "incoming/suspect.png", body)
     with pytest.raises(serialize.NotAnImageError, match=message) as caught:
-        serialize.lambda_handler(event, None)
+        serialize.lambda_handler(event, lambda_context)
     assert "s3://scones-images-test/incoming/suspect.png" in str(caught.value)
 
 
@@ -296,19 +323,27 @@ def test_default_limit_keeps_the_base64_under_the_state_payload_limit(
 
 
 def test_too_large_is_refused_before_download(
-    serialize: ModuleType, s3: Any, png: bytes, monkeypatch: pytest.MonkeyPatch
+    lambda_context: LambdaContext,
+    serialize: ModuleType,
+    s3: Any,
+    png: bytes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MAX_IMAGE_BYTES", str(len(png) - 1))
     event = put(s3, "incoming/a.png", png)
     with pytest.raises(serialize.ImageTooLargeError, match=f"is {len(png)} bytes, over the limit"):
-        serialize.lambda_handler(event, None)
+        serialize.lambda_handler(event, lambda_context)
 
 
 def test_an_image_at_the_limit_is_accepted(
-    serialize: ModuleType, s3: Any, png: bytes, monkeypatch: pytest.MonkeyPatch
+    lambda_context: LambdaContext,
+    serialize: ModuleType,
+    s3: Any,
+    png: bytes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MAX_IMAGE_BYTES", str(len(png)))
-    assert serialize.lambda_handler(put(s3, "incoming/a.png", png), None)["image_data"]
+    assert serialize.lambda_handler(put(s3, "incoming/a.png", png), lambda_context)["image_data"]
 
 
 def test_a_body_longer_than_its_content_length_is_still_refused(serialize: ModuleType) -> None:
@@ -337,6 +372,7 @@ def test_a_body_longer_than_its_content_length_is_still_refused(serialize: Modul
     ],
 )
 def test_bad_max_image_bytes_raises_configuration_error(
+    lambda_context: LambdaContext,
     serialize: ModuleType,
     s3: Any,
     png: bytes,
@@ -346,7 +382,7 @@ def test_bad_max_image_bytes_raises_configuration_error(
 ) -> None:
     monkeypatch.setenv("MAX_IMAGE_BYTES", value)
     with pytest.raises(serialize.ConfigurationError, match=message):
-        serialize.lambda_handler(put(s3, "incoming/a.png", png), None)
+        serialize.lambda_handler(put(s3, "incoming/a.png", png), lambda_context)
 
 
 def test_every_error_is_a_distinct_named_class(serialize: ModuleType) -> None:

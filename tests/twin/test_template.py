@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from workflow_sample_app import ASL, TEMPLATE, write_app
 
+from scones.twin import lambda_runtime
 from scones.twin import template as t
 
 PROJECT = Path(__file__).resolve().parents[2]
+EXTERNAL_LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:elsewhere:1"
 
 
 def test_real_template_reads_as_sam_would() -> None:
@@ -34,6 +38,8 @@ def test_real_template_reads_as_sam_would() -> None:
     assert app.incoming_prefix == "incoming/"
     rule = machine.rules[0]
     assert rule.pattern["detail"]["bucket"]["name"] == [app.bucket]
+    for function in app.functions.values():  # CommonLayer, from Globals
+        assert function.layers == (PROJECT / "functions" / "common",)
 
 
 def test_yaml_short_tags(tmp_path: Path) -> None:
@@ -113,6 +119,16 @@ def test_default_bucket_name_without_parameter(app_root: Path) -> None:
             "ImportValue",
         ),
         (lambda s, a: (s.replace("Resources:", "Resources: [\n"), a), t.TemplateError, "YAML"),
+        (
+            lambda s, a: (s.replace("[!Ref SampleLayer]", f"[{EXTERNAL_LAYER}]"), a),
+            t.UnsupportedLayerError,
+            "not a !Ref to a LayerVersion",
+        ),
+        (
+            lambda s, a: (s.replace("ContentUri: layer/", "ContentUri: no_layer/"), a),
+            t.TemplateNotFoundError,
+            "no_layer",
+        ),
     ],
 )
 def test_broken_templates_get_named_errors(
@@ -150,3 +166,56 @@ def test_parse_parameter_overrides_forms() -> None:
         "C": "",
     }
     assert t.parse_parameter_overrides(["A=1", "B=2"]) == {"A": "1", "B": "2"}
+
+
+def test_layers_come_from_the_template(app_root: Path) -> None:
+    app = t.read_app(app_root)
+    assert app.function("OkFunction").layers == ((app_root / "layer").resolve(),)
+    assert app.function("FlakyFunction").layers == ()
+
+
+def test_a_layer_without_a_python_build_method_brings_its_own_python_folder(
+    tmp_path: Path,
+) -> None:
+    template = TEMPLATE.replace("    Metadata:\n      BuildMethod: python3.11\n", "")
+    assert template != TEMPLATE
+    root = write_app(tmp_path, template)
+    with pytest.raises(t.TemplateNotFoundError, match="python"):
+        t.read_app(root)
+    (root / "layer" / "python").mkdir()
+    assert t.read_app(root).function("OkFunction").layers == (
+        (root / "layer" / "python").resolve(),
+    )
+
+
+def test_the_handler_loader_puts_the_layers_on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler importing its layer's module loads only with the layer folders given."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # restored after the test
+    monkeypatch.setenv("GREETING", "hi")
+    module = f"layer_{uuid.uuid4().hex}"  # a name no earlier test imported
+    root = write_app(
+        tmp_path,
+        TEMPLATE.replace(
+            "CodeUri: fn_flaky/", "CodeUri: fn_layered/\n      Layers: [!Ref SampleLayer]"
+        ),
+    )
+    (root / "layer" / f"{module}.py").write_text("VALUE = 'from the layer'\n")
+    (root / "fn_layered").mkdir()
+    (root / "fn_layered" / "app.py").write_text(
+        f"from {module} import VALUE\n\ndef lambda_handler(event, context):\n    return VALUE\n"
+    )
+    spec = t.read_app(root).function("FlakyFunction")
+    with pytest.raises(lambda_runtime.HandlerLoadError, match="ModuleNotFoundError"):
+        lambda_runtime.load_handler(spec.handler_file, spec.handler_name)
+    handler = lambda_runtime.load_handler(spec.handler_file, spec.handler_name, spec.layers)
+    assert handler({}, lambda_runtime.LambdaContext(function_name="f")) == "from the layer"
+    assert sys.path[0] == str(spec.layers[0])
+
+
+def test_layer_folders_travel_in_one_function_tag(tmp_path: Path) -> None:
+    folders = (tmp_path / "a", tmp_path / "b c")
+    value = lambda_runtime.layers_tag(folders)
+    assert lambda_runtime.layers_from_tag(value) == folders
+    assert lambda_runtime.layers_from_tag(None) == lambda_runtime.layers_from_tag("") == ()

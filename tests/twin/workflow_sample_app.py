@@ -1,16 +1,25 @@
-"""A small SAM app with trivial handlers, for the workflow unit tests."""
+"""A small SAM app with trivial handlers and one layer, for the workflow unit tests."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-HANDLERS = {
-    "ok": """
+#: The layer's code (``layer/sample_layer.py``): the Ok function imports it, as the real
+#: functions import ``scones_common`` from ``CommonLayer``.
+LAYER = """
 import os
 
+def greeting():
+    return os.environ.get("GREETING")
+"""
+
+HANDLERS = {
+    "ok": """
+from sample_layer import greeting
+
 def lambda_handler(event, context):
-    return {**event, "greeting": os.environ.get("GREETING"), "fn": context.function_name}
+    return {**event, "greeting": greeting(), "fn": context.function_name}
 """,
     "flaky": '''
 import json
@@ -63,11 +72,18 @@ Resources:
     Type: AWS::S3::Bucket
     Properties:
       BucketName: !If [HasBucket, !Ref BucketName, !Ref AWS::NoValue]
+  SampleLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layer/
+    Metadata:
+      BuildMethod: python3.11
   OkFunction:
     Type: AWS::Serverless::Function
     Properties:
       FunctionName: !Sub "${AWS::StackName}-Ok"
       CodeUri: fn_ok/
+      Layers: [!Ref SampleLayer]
       Environment:
         Variables:
           GREETING: !Ref Greeting
@@ -131,6 +147,8 @@ def write_app(root: Path, template: str = TEMPLATE, asl: str = ASL) -> Path:
         folder = root / f"fn_{name}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "app.py").write_text(textwrap.dedent(code))
+    (root / "layer").mkdir(exist_ok=True)
+    (root / "layer" / "sample_layer.py").write_text(textwrap.dedent(LAYER))
     (root / "template.yaml").write_text(template)
     (root / "machine.asl.json").write_text(asl)
     return root
