@@ -11,26 +11,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from scones.endpoint import capture
 
-REAL = Path(__file__).resolve().parents[2] / "../shared/data/data-capture"
 KEY = re.compile(r"^p/q/ep/AllTraffic/2026/11/27/18/44-05-123-[0-9a-f-]{36}\.jsonl$")
+# The file name of a real SageMaker capture file: MM-SS-mmm-<uuid>.jsonl
+FILE_NAME = re.compile(
+    r"^\d{2}-\d{2}-\d{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jsonl$"
+)
 
 
-def real_records() -> list[tuple[str, dict[str, Any]]]:
-    if not REAL.is_dir():
-        pytest.skip(f"the real capture files are not at {REAL}")
+def real_records(folder: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for path in sorted(REAL.glob("*.jsonl")):
+    for path in sorted(folder.glob("*.jsonl")):
         out += [(line, json.loads(line)) for line in path.read_text().splitlines()]
     return out
 
 
-def test_records_match_real_sagemaker_records_byte_for_byte() -> None:
+def test_records_match_real_sagemaker_records_byte_for_byte(shared_capture: Path) -> None:
     """Rebuild each real record from its decoded parts; the line must come out identical."""
-    records = real_records()
+    records = real_records(shared_capture)
     assert len(records) == 22
     for line, real in records:
         data_in = real["captureData"]["endpointInput"]
@@ -48,16 +47,15 @@ def test_records_match_real_sagemaker_records_byte_for_byte() -> None:
         assert capture.encode_record(rebuilt) == line.encode() + b"\n"
 
 
-def test_real_file_names_match_our_key_layout() -> None:
-    if not REAL.is_dir():
-        pytest.skip("no real capture files")
+def test_our_file_names_have_the_form_of_sagemakers() -> None:
     when = datetime(2026, 11, 27, 18, 44, 5, 123456, tzinfo=UTC)
     ours = capture.capture_key("p/q", "ep", "AllTraffic", when).rsplit("/", 1)[1]
-    pattern = re.compile(
-        r"^\d{2}-\d{2}-\d{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jsonl$"
-    )
-    assert pattern.match(ours)
-    assert all(pattern.match(p.name) for p in REAL.glob("*.jsonl"))
+    assert FILE_NAME.match(ours)
+
+
+def test_real_file_names_match_our_key_layout(shared_capture: Path) -> None:
+    names = [p.name for p in shared_capture.glob("*.jsonl")]
+    assert names and all(FILE_NAME.match(name) for name in names)
 
 
 def test_capture_key_layout() -> None:

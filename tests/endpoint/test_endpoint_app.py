@@ -1,4 +1,4 @@
-"""The endpoint server's ASGI app in-process: routing, error shapes, batching, reloads, capture.
+"""The endpoint server's ASGI app (``scones.endpoint.app``) in-process: routing, error shapes, batching, reloads, capture.
 
 These tests drive the app with a small test-double ``inference.py`` (text in, numbers out) so
 they can check the server's own mechanics: how it batches, isolates a failing input, maps model
@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
-from scones.endpoint import server as es
+from scones.endpoint import app as es
 from scones.endpoint.capture import CaptureEvent
+from scones.endpoint.model import RECHECK_SECONDS, status_of
 from scones.endpoint.registry import register_endpoint, unregister_endpoint
+from scones.endpoint.responses import MAX_BODY_BYTES
 from scones.settings import Settings
 
 DOUBLE = textwrap.dedent(
@@ -206,7 +208,7 @@ def test_unknown_endpoint_route_and_method(app: es.EndpointServer) -> None:
 
 
 def test_body_limit_counts_every_chunk(app: es.EndpointServer) -> None:
-    big = b"1" * (es.MAX_BODY_BYTES + 1)
+    big = b"1" * (MAX_BODY_BYTES + 1)
     status, headers, _ = asyncio.run(
         call(
             app,
@@ -218,7 +220,7 @@ def test_body_limit_counts_every_chunk(app: es.EndpointServer) -> None:
         )
     )
     assert (status, headers["x-amzn-errortype"]) == (413, "ValidationError")
-    exact = b" " * (es.MAX_BODY_BYTES - 1) + b"1"
+    exact = b" " * (MAX_BODY_BYTES - 1) + b"1"
     status, _, body = asyncio.run(
         call(
             app,
@@ -248,7 +250,7 @@ def test_queued_requests_run_as_one_batch_and_a_bad_input_only_fails_itself(
     statuses = [r[0] for r in results]
     assert statuses == [200, 200, 424, 200, 424, 200]
     assert [json.loads(r[2]) for r in results if r[0] == 200] == [[2.0], [4.0], [8.0], [12.0]]
-    module = app.endpoints["ep"].batcher.model.module  # type: ignore[union-attr]
+    module = app.endpoints.loaded["ep"].batcher.model.module  # type: ignore[union-attr]
     assert module.CALLS == [1, 5]  # one batch: every decodable input queued together
 
 
@@ -256,12 +258,12 @@ def test_endpoint_changes_are_picked_up(
     app: es.EndpointServer, settings: Settings, tmp_path: Path
 ) -> None:
     assert json.loads(invoke(app, b"1")[2]) == [2.0]
-    first_module = app.endpoints["ep"].batcher.model.module.__name__  # type: ignore[union-attr]
+    first_module = app.endpoints.loaded["ep"].batcher.model.module.__name__  # type: ignore[union-attr]
     assert first_module in sys.modules
     register_endpoint(
         settings, "ep", model_tar(tmp_path, "10"), capture_s3_uri=None, variant="Blue"
     )
-    app.endpoints["ep"].checked -= es.RECHECK_SECONDS  # as if a second went by
+    app.endpoints.loaded["ep"].checked -= RECHECK_SECONDS  # as if a second went by
     status, headers, body = invoke(app, b"1")
     assert (status, json.loads(body), headers["x-amzn-invoked-production-variant"]) == (
         200,
@@ -270,7 +272,7 @@ def test_endpoint_changes_are_picked_up(
     )
     assert first_module not in sys.modules  # the old model's code is released
     unregister_endpoint(settings, "ep")
-    app.endpoints["ep"].checked -= es.RECHECK_SECONDS
+    app.endpoints.loaded["ep"].checked -= RECHECK_SECONDS
     assert invoke(app, b"1")[0] == 400
 
 
@@ -338,3 +340,33 @@ def test_create_app_reads_settings_from_the_environment(
     assert app.settings.home == (tmp_path / "h").resolve()
     assert app.writer is not None and app.writer.flush_interval == 0.5
     assert os.environ["SCONES_HOME"] == str(tmp_path / "h")
+
+
+def test_container_contract_errors_are_plain_text(
+    app: es.EndpointServer, settings: Settings, tmp_path: Path
+) -> None:
+    big = b"1" * (MAX_BODY_BYTES + 1)
+    status, headers, body = asyncio.run(
+        call(app, "POST", "/invocations", big, {"content-type": "text/plain"}, chunk=65536)
+    )
+    assert (status, headers["content-type"]) == (413, "text/plain")
+    assert body == f"request body over {MAX_BODY_BYTES} bytes".encode()
+    status, headers, body = asyncio.run(
+        call(app, "POST", "/invocations", b"-1", {"content-type": "text/plain"})
+    )
+    assert (status, headers["content-type"]) == (500, "text/plain")
+    assert body == b"RuntimeError: cannot predict a negative number"
+    status, headers, _ = asyncio.run(call(app, "GET", "/invocations"))
+    assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException")
+
+
+def test_a_model_error_may_carry_its_own_status() -> None:
+    class Toolkit(Exception):  # like sagemaker_inference's BaseInferenceToolkitError
+        status_code = 422
+
+    class NotAStatus(ValueError):
+        status_code = "teapot"
+
+    assert status_of(Toolkit()) == 422
+    assert status_of(NotAStatus()) == 400  # falls back to the class names
+    assert status_of(KeyError("x")) == 500
