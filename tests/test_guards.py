@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,40 @@ def test_every_stage_registers_its_commands() -> None:
     }
     missing = expected - names
     assert not missing, f"subcommands missing: {sorted(missing)} (modules: {COMMAND_MODULES})"
+
+
+SERVERS = ("scones.twin.sfn_server", "scones.endpoint.server")
+
+
+def _module_file(name: str) -> Path | None:
+    base = Path(__file__).resolve().parents[1].joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(name: str) -> set[str]:
+    """The scones modules ``name`` imports anywhere in its file (function-level imports too)."""
+    path = _module_file(name)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if path else ():
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] == "scones" and _module_file(m)}
+
+
+def test_no_server_reaches_a_cli_module() -> None:
+    cli_modules = {"scones.cli", *COMMAND_MODULES}
+    for server in SERVERS:
+        assert _module_file(server), f"{server} moved: update SERVERS"
+        seen, todo = set(), [server]
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(_imports(module))
+        assert not seen & cli_modules, f"{server} imports {sorted(seen & cli_modules)}"

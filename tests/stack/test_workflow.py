@@ -19,6 +19,7 @@ from scones.cli import main
 from scones.settings import Settings
 from scones.twin import bridge
 from scones.twin.classify import classify
+from scones.twin.workflow import wait_execution
 
 
 def _client(service: str) -> Any:
@@ -44,13 +45,9 @@ def deployed(twin_settings: Settings, tiny_model_tar: Path) -> dict[str, Any]:
 
 
 def _wait(sfn: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = sfn.describe_execution(executionArn=arn)
-        if info["status"] != "RUNNING":
-            return dict(info)
-        time.sleep(0.05)
-    raise AssertionError(f"still running: {arn}")
+    """DescribeExecution once the execution has ended."""
+    wait_execution(sfn, arn, timeout)
+    return dict(sfn.describe_execution(executionArn=arn))
 
 
 def _run(deployed: dict[str, Any], key: str, name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from scones.cli import main
 from scones.errors import CommandError
 from scones.settings import Settings
-from scones.twin import bridge, cli, moto_patches, services
+from scones.twin import bridge, cli, services
 from scones.twin import classify as classify_module
 from scones.twin.classify import ClassifyReport, interpret
 from scones.twin.report import format_report, redact
@@ -105,17 +105,6 @@ def test_user_errors_are_one_line(
     assert main(["deploy", "--local", "--model", str(tmp_path / "none.tar.gz")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no model at" in err
-
-
-def test_program_pool_never_hands_one_program_to_two_takers() -> None:
-    definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
-    pool = moto_patches._ProgramPool(per_definition=2)
-    first, second = pool.take(definition), pool.take(definition)
-    assert first is not second
-    pool.give(definition, first)
-    assert pool.take(definition) is first  # reused once given back
-    other = json.dumps({"StartAt": "Q", "States": {"Q": {"Type": "Pass", "End": True}}})
-    assert pool.take(other) is not first
 
 
 class FakeStepFunctions:
@@ -275,3 +264,19 @@ def test_workflow_errors_keep_their_class_name_and_exit_1(
     err = capsys.readouterr().err
     assert err.startswith("scones invoke: TemplateNotFoundError: template not found")
     assert err.count("\n") == 1
+
+
+def test_deploy_refuses_a_rule_pattern_the_bridge_cannot_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow_sample_app import TEMPLATE, write_app
+
+    template = TEMPLATE.replace("key: [{ prefix: in/ }]", "key: [{ between: [1, 2] }]")
+    assert template != TEMPLATE
+    root = write_app(tmp_path / "app", template=template)
+    monkeypatch.setenv("SCONES_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCONES_PROJECT", str(root))
+    assert main(["deploy", "--local", "--model", str(tmp_path / "none.tar.gz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scones deploy: UnsupportedPatternError: event pattern operator")
+    assert not (tmp_path / "home" / "deployed.json").exists()
