@@ -25,30 +25,16 @@ from scones.twin.template.errors import (
     UnsupportedIntrinsicError,
     UnsupportedLayerError,
 )
-from scones.twin.template.intrinsics import ACCOUNT_ID, PARTITION, Resolver
 from scones.twin.template.loading import load_template
-from scones.twin.template.model import (
-    DEFAULT_ENDPOINT_NAME,
-    DEFAULT_INCOMING_PREFIX,
-    EventRule,
-    FunctionSpec,
-    StateMachineSpec,
-    TwinApp,
-)
+from scones.twin.template.model import EventRule, FunctionSpec, StateMachineSpec, TwinApp
 from scones.twin.template.reader import read_app
-from scones.twin.template.samconfig import SamConfig, load_samconfig, parse_parameter_overrides
+from scones.twin.template.samconfig import parse_parameter_overrides
 from scones.twin.template.state_machine import placeholders, substitute_definition
 
 __all__ = [
-    "ACCOUNT_ID",
-    "DEFAULT_ENDPOINT_NAME",
-    "DEFAULT_INCOMING_PREFIX",
-    "PARTITION",
     "EventRule",
     "FunctionSpec",
     "MissingPropertyError",
-    "Resolver",
-    "SamConfig",
     "SamConfigError",
     "StateMachineSpec",
     "TemplateError",
@@ -58,7 +44,6 @@ __all__ = [
     "UnresolvedPlaceholderError",
     "UnsupportedIntrinsicError",
     "UnsupportedLayerError",
-    "load_samconfig",
     "load_template",
     "parse_parameter_overrides",
     "placeholders",
