@@ -276,3 +276,19 @@ def test_bad_manifest_is_named(
     (data / "train.lst").write_text("just one column\n")
     with pytest.raises(train.TrainingDataError, match="index<TAB>label<TAB>path"):
         train.load_split(data, "train")
+
+
+def test_cli_outside_the_project_is_one_line(
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scones.training import script
+
+    monkeypatch.delitem(sys.modules, script.TRAIN_MODULE)  # as in a fresh process
+    monkeypatch.setattr(script, "find_project_root", lambda: tmp_path)  # no ml/ there
+    assert cli("--data", str(tiny_data), "--model-dir", str(tmp_path / "m")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scones train: ") and "ml/train.py not found" in err
+    assert "Traceback" not in err and script.TRAIN_MODULE not in sys.modules
