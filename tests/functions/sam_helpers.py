@@ -34,6 +34,12 @@ HANDLERS = {
     "ClassifyImageFunction": "classify_image",
     "FilterInferencesFunction": "filter_inferences",
 }
+#: The ASL's Task states and the function each one invokes.
+TASK_FUNCTIONS = {
+    "SerializeImage": "SerializeImageFunction",
+    "ClassifyImage": "ClassifyImageFunction",
+    "FilterInferences": "FilterInferencesFunction",
+}
 
 #: A real 1x1 GIF whose bytes are all ASCII (moto's sagemaker-runtime mock decodes request
 #: bodies as UTF-8, so binary PNG bodies cannot go through it; see test_classify_image.py).

@@ -15,6 +15,7 @@ from sam_helpers import (
     EVENTS,
     HANDLERS,
     PROJECT,
+    TASK_FUNCTIONS,
     load_handler,
     policy_statements,
     project_app,
@@ -26,12 +27,6 @@ from sam_helpers import (
 from scones.twin.template import placeholders
 
 COMMON = PROJECT / "functions" / "common"
-#: The ASL's Task states and the function each one invokes.
-TASKS = {
-    "SerializeImage": "SerializeImageFunction",
-    "ClassifyImage": "ClassifyImageFunction",
-    "FilterInferences": "FilterInferencesFunction",
-}
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +198,7 @@ def test_shared_errors_are_defined_once_in_the_layer(
     assert classify.MalformedInferenceError is filter_fn.MalformedInferenceError
 
 
-@pytest.mark.parametrize(("task", "logical_id"), sorted(TASKS.items()))
+@pytest.mark.parametrize(("task", "logical_id"), sorted(TASK_FUNCTIONS.items()))
 def test_the_layers_errors_are_still_caught_by_name(task: str, logical_id: str) -> None:
     """The ASL catches errors by class name: a class moved to the layer keeps its name."""
     import scones_common
