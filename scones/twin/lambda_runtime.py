@@ -1,7 +1,7 @@
 """Run the project's Lambda handlers in-process, the way the Lambda Python runtime does.
 
 Used by the twin's Step Functions server (a function created in moto runs the handler named by
-the template) and by ``scones invoke``. A handler that raises becomes a function error shaped
+the template, ``scones.twin.moto_binding``) and by ``scones invoke``. A handler that raises becomes a function error shaped
 like AWS's: ``{"errorMessage", "errorType", "requestId", "stackTrace"}`` with ``errorType`` the
 exception's class name, so a state machine's Catch by error name works unchanged.
 """
@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,23 @@ from typing import Any
 LOG = logging.getLogger("scones.twin.lambda")
 
 Handler = Callable[[Any, Any], Any]
+
+#: Tags ``scones deploy --local`` puts on each function: the file holding its handler (what the
+#: twin's Lambda runs, see ``scones.twin.moto_binding``) and the template's logical id.
+HANDLER_FILE_TAG = "scones:handler-file"
+LOGICAL_ID_TAG = "scones:logical-id"
+#: And the folders of its layers (``FunctionSpec.layers``), joined by ``os.pathsep``.
+LAYERS_TAG = "scones:layers"
+
+
+def layers_tag(layers: Sequence[Path]) -> str:
+    """The ``LAYERS_TAG`` value for a function's layer folders."""
+    return os.pathsep.join(str(folder) for folder in layers)
+
+
+def layers_from_tag(value: str | None) -> tuple[Path, ...]:
+    """The layer folders a ``LAYERS_TAG`` value names (none for a missing or empty tag)."""
+    return tuple(Path(part) for part in (value or "").split(os.pathsep) if part)
 
 
 class HandlerLoadError(Exception):
@@ -70,11 +87,13 @@ def _module_name(path: Path) -> str:
     return "scones_lambda_" + re.sub(r"\W", "_", str(path.resolve()))
 
 
-def load_handler(handler_file: Path, handler_name: str) -> Handler:
+def load_handler(handler_file: Path, handler_name: str, layers: Sequence[Path] = ()) -> Handler:
     """Import ``handler_file`` under a module name unique to its path and return the handler.
 
     Each function's code gets its own module, so three ``app.py`` files never collide. The
     module is imported once per process, as the Lambda runtime does per execution environment.
+    ``layers`` (the function's layer folders) go on ``sys.path`` first, as Lambda puts
+    ``/opt/python`` there.
     """
     key = (str(handler_file.resolve()), handler_name)
     cached = _handlers.get(key)
@@ -86,6 +105,9 @@ def load_handler(handler_file: Path, handler_name: str) -> Handler:
             return cached
         if not handler_file.is_file():
             raise HandlerLoadError(f"handler file {handler_file} does not exist")
+        for folder in layers:
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
         name = _module_name(handler_file)
         spec = importlib.util.spec_from_file_location(name, handler_file)
         if spec is None or spec.loader is None:
@@ -104,6 +126,15 @@ def load_handler(handler_file: Path, handler_name: str) -> Handler:
             raise HandlerLoadError(f"{handler_file} defines no function {handler_name!r}")
         _handlers[key] = func
         return func
+
+
+def unload_handlers() -> None:
+    """Forget every loaded handler module, so the next call imports it again (a cold start):
+    for tests that must not share a module, and the clients it keeps, with other tests."""
+    with _lock:
+        for handler_file, _ in list(_handlers):
+            sys.modules.pop(_module_name(Path(handler_file)), None)
+        _handlers.clear()
 
 
 def error_payload(exc: BaseException, request_id: str, *, skip_frames: int = 0) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Run as ``python -m scones.twin.sfn_server`` (``scones up`` does it). It serves moto's API on
 ``127.0.0.1:$SCONES_MOTO_PORT`` with the Step Functions interpreter on, every Lambda function
-bound to the real handler from template.yaml (see ``scones.twin.moto_patches``), and the S3 ->
-state machine bridge (``scones.twin.bridge``) polling the deployed bucket's incoming prefix.
+bound to the real handler from template.yaml (``scones.twin.moto_binding``), moto's speed and
+memory fixed for a long run (``scones.twin.moto_fixes``), and the S3 -> state machine bridge
+(``scones.twin.bridge``) polling the deployed bucket's incoming prefix.
 
 The handlers run in this process and make their boto3 calls with the process environment, so
 it must hold ``settings.aws_env()`` (local S3 and endpoint); missing variables are filled in.
@@ -41,8 +42,8 @@ class ServerOptions:
 class RunningServer:
     """A started moto server (and bridge) in this process; ``stop()`` shuts both down."""
 
-    def __init__(self, server: object, bridge: object | None, port: int) -> None:
-        self._server = server
+    def __init__(self, server: MotoHttpServer, bridge: object | None, port: int) -> None:
+        self.server = server
         self._bridge = bridge
         self.port = port
 
@@ -54,33 +55,63 @@ class RunningServer:
         """Stop the bridge, then the HTTP server."""
         if self._bridge is not None:
             self._bridge.stop()  # type: ignore[attr-defined]
-        self._server.stop()  # type: ignore[attr-defined]
+        self.server.stop()
+
+
+class MotoHttpServer:
+    """moto's API over HTTP in a daemon thread, as moto's ``ThreadedMotoServer`` serves it, but
+    with the twin's dispatcher (``moto_fixes.Dispatcher``: no Flask debug mode, backend per host
+    remembered). The port is bound when constructed: an ``OSError`` says it is taken."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+        from werkzeug.serving import make_server
+
+        from scones.twin.moto_fixes import Dispatcher
+
+        self.dispatcher = Dispatcher()
+        self._server = make_server(
+            host, port, self.dispatcher, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-http", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the free one chosen when asked for port 0)."""
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        """Stop serving and wait for the serving thread."""
+        self._server.shutdown()
+        self._thread.join()
 
 
 def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
-    """Configure moto, apply the patches, serve on ``options.host:options.port`` (0: any free)."""
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    """Bind Lambda, apply the fixes, serve on ``options.host:options.port`` (0: any free)."""
+    from scones.twin import moto_binding, moto_fixes, moto_targets
 
-    from scones.twin import moto_patches
-
-    moto_patches.configure_moto()
+    moto_binding.configure_moto()
+    moto_binding.install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     # moto logs every failed state (a normal outcome here, e.g. LowConfidenceError) at ERROR.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
         logging.CRITICAL
     )
-    moto_patches.apply(keep_executions=options.keep_executions)
+    moto_fixes.apply(keep_executions=options.keep_executions)
+    for stale in moto_targets.stale_importers():
+        LOG.warning("moto's original still in use at %s: fix or binding bypassed there", stale)
     if settings.deployed_file.exists():
         # Re-create the last deployment before the real port answers (clients that see the
         # server healthy must find it): through a private server on a free port, which shares
         # moto's in-process backends.
-        private = ThreadedMotoServer(ip_address=options.host, port=0, verbose=False)
-        private.start()
-        _restore(settings, private.get_host_and_port()[1])
+        private = MotoHttpServer(options.host, 0)
+        _restore(settings, private.port)
         private.stop()
-    server = ThreadedMotoServer(ip_address=options.host, port=options.port, verbose=False)
-    server.start()
-    port = server.get_host_and_port()[1]
+    server = MotoHttpServer(options.host, options.port)
+    port = server.port
     # moto's interpreter reaches its own service integrations on localhost:$MOTO_PORT.
     os.environ["MOTO_PORT"] = str(port)
     bridge = None

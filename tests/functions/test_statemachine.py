@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +22,7 @@ from sam_helpers import (
     HANDLERS,
     PLAUSIBLE_SUBSTITUTIONS,
     load_handler,
+    project_app,
     queue_endpoint_results,
     substitute,
 )
@@ -193,44 +195,39 @@ def test_low_confidence_is_recorded_for_review_then_fails(asl: dict[str, Any]) -
 
 
 @pytest.fixture
-def workflow(moto: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+def bound_handlers() -> Iterator[None]:
+    """The twin's Lambda binding (``scones.twin.moto_binding``, the production code path) with
+    every handler module imported fresh for the test and forgotten after it."""
+    from scones.twin import lambda_runtime, moto_binding
+
+    moto_binding.install()
+    lambda_runtime.unload_handlers()
+    yield
+    lambda_runtime.unload_handlers()
+
+
+@pytest.fixture
+def workflow(moto: None, bound_handlers: None) -> Any:
     """The state machine in moto's ASL interpreter; Lambda calls run our handlers in-process."""
-    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from scones.twin.lambda_runtime import HANDLER_FILE_TAG, LAYERS_TAG, layers_tag
 
-    modules = {
-        f"scones-{logical_id}": load_handler(folder) for logical_id, folder in HANDLERS.items()
-    }
-
-    def invoke(
-        self: Any,
-        function_name: str,
-        qualifier: Any,
-        body: Any,
-        headers: Any,
-        response_headers: Any,
-    ) -> bytes:
-        module = modules[self.get_function(function_name, qualifier).function_name]
-        try:
-            return json.dumps(module.lambda_handler(json.loads(body), None)).encode()
-        except Exception as exc:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
-
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
     role = boto3.client("iam").create_role(RoleName="scones-test", AssumeRolePolicyDocument="{}")[
         "Role"
     ]["Arn"]
     lambda_client = boto3.client("lambda")
     values = dict(PLAUSIBLE_SUBSTITUTIONS)
-    for name in modules:
+    for logical_id in HANDLERS:
+        spec = project_app().functions[logical_id]
         arn = lambda_client.create_function(
-            FunctionName=name,
+            FunctionName=f"scones-{logical_id}",
             Runtime="python3.13",
             Role=role,
-            Handler="app.lambda_handler",
+            Handler=spec.handler,
             Code={"ZipFile": b"unused"},
+            # what `scones deploy --local` tags (no Environment: the tests set their own)
+            Tags={HANDLER_FILE_TAG: str(spec.handler_file), LAYERS_TAG: layers_tag(spec.layers)},
         )["FunctionArn"]
-        values[f"{name.removeprefix('scones-')}Arn"] = arn
+        values[f"{logical_id}Arn"] = arn
     sfn = boto3.client("stepfunctions")
     definition = substitute(ASL.read_text(), values)
     machine = sfn.create_state_machine(name="scones-test", definition=definition, roleArn=role)[

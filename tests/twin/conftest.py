@@ -19,7 +19,8 @@ def app_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """moto with the twin's patches on a free loopback port, in this process (no bridge)."""
+    """The production sfn server (Lambda binding + fixes) on a free loopback port, in this
+    process, without the bridge."""
     from scones.twin.sfn_server import ServerOptions, start_server
 
     home = tmp_path_factory.mktemp("home")

@@ -1,4 +1,8 @@
-"""Lambda binding in moto: real handlers run, errors keep their names, Retry/Catch still work."""
+"""The twin's Lambda binding in moto: real handlers run, errors keep their names, Retry/Catch work.
+
+Against the in-process sfn server (``moto_server``: the production ``start_server``), and
+``moto_binding`` directly where a server adds nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,45 +13,27 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from sample_deploy import deploy_sample, run
 
-from scones.settings import Settings
-from scones.twin import deploy, moto_patches
-from scones.twin.clients import twin_clients
+from scones.twin import deploy, moto_binding
 from scones.twin.lambda_runtime import ConflictingEnvironmentError, merge_environments
-from scones.twin.template import read_app
 
 
-def _clients(settings: Settings) -> tuple[Any, Any, Any]:
-    lam, sfn, iam = twin_clients(settings, "lambda", "stepfunctions", "iam")
-    return lam, sfn, iam
+def test_moto_finds_the_bound_backend_where_it_looks(moto_server: Any) -> None:
+    from moto.awslambda.utils import get_backend
+    from moto.awslambda_simple.models import LambdaSimpleBackend
 
-
-def _deploy(settings: Settings) -> tuple[Any, Any, dict[str, str], str]:
-    app = read_app(settings.project_root, region=settings.region)
-    lam, sfn, iam = _clients(settings)
-    role = deploy.ensure_role(iam, "test-role")
-    arns = {lid: deploy.deploy_function(lam, spec, role) for lid, spec in app.functions.items()}
-    machine = deploy.deploy_state_machine(sfn, app.state_machine)
-    return lam, sfn, arns, machine
-
-
-def _wait(sfn: Any, arn: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        info = sfn.describe_execution(executionArn=arn)
-        if info["status"] != "RUNNING":
-            return dict(info)
-        time.sleep(0.02)
-    raise AssertionError(f"{arn} still running")
-
-
-def _start(sfn: Any, machine: str, payload: dict[str, Any], name: str) -> dict[str, Any]:
-    arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
-    return _wait(sfn, arn["executionArn"])
+    backend = get_backend("123456789012", "us-east-1")  # moto's own lookup, config-aware
+    assert isinstance(backend, moto_binding.BoundLambdaBackend)
+    assert isinstance(backend, LambdaSimpleBackend)
+    assert moto_binding.installed()
+    moto_binding.install()  # idempotent: the same dictionary, functions kept
+    assert get_backend("123456789012", "us-east-1") is backend
 
 
 def test_invoke_runs_real_handler_with_its_environment(app_root: Path, settings_for: Any) -> None:
-    lam, _, arns, _ = _deploy(settings_for(app_root))
+    lam, _, arns, _ = deploy_sample(settings_for(app_root))
     out = lam.invoke(FunctionName=arns["OkFunction"], Payload=b'{"x": 1}')
     assert "FunctionError" not in out
     body = json.loads(out["Payload"].read())
@@ -57,7 +43,7 @@ def test_invoke_runs_real_handler_with_its_environment(app_root: Path, settings_
 def test_invoke_error_has_exception_class_name(
     app_root: Path, settings_for: Any, tmp_path: Path
 ) -> None:
-    lam, _, arns, _ = _deploy(settings_for(app_root))
+    lam, _, arns, _ = deploy_sample(settings_for(app_root))
     event = {"counter": str(tmp_path / "c"), "fatal": True}
     out = lam.invoke(FunctionName=arns["FlakyFunction"], Payload=json.dumps(event).encode())
     assert out["FunctionError"] == "Unhandled"
@@ -71,9 +57,9 @@ def test_invoke_error_has_exception_class_name(
 def test_retry_then_success_counts_attempts(
     app_root: Path, settings_for: Any, tmp_path: Path
 ) -> None:
-    _, sfn, _, machine = _deploy(settings_for(app_root))
+    _, sfn, _, machine = deploy_sample(settings_for(app_root))
     counter = tmp_path / "retry"
-    out = _start(sfn, machine, {"counter": str(counter), "fail_times": 2}, "retry-ok")
+    out = run(sfn, machine, {"counter": str(counter), "fail_times": 2}, "retry-ok")
     assert out["status"] == "SUCCEEDED"
     result = json.loads(out["output"])
     assert result["calls"] == 3  # two FlakyErrors retried (MaxAttempts 2), then success
@@ -83,18 +69,18 @@ def test_retry_then_success_counts_attempts(
 def test_retries_exhausted_fall_to_catch_all(
     app_root: Path, settings_for: Any, tmp_path: Path
 ) -> None:
-    _, sfn, _, machine = _deploy(settings_for(app_root))
+    _, sfn, _, machine = deploy_sample(settings_for(app_root))
     counter = tmp_path / "exhausted"
-    out = _start(sfn, machine, {"counter": str(counter), "fail_times": 5}, "retry-exhausted")
+    out = run(sfn, machine, {"counter": str(counter), "fail_times": 5}, "retry-exhausted")
     assert out["status"] == "FAILED"
     assert out["error"] == "FlakyError"
     assert counter.read_text() == "3"  # 1 try + 2 retries, no more
 
 
 def test_catch_by_error_name(app_root: Path, settings_for: Any, tmp_path: Path) -> None:
-    _, sfn, _, machine = _deploy(settings_for(app_root))
+    _, sfn, _, machine = deploy_sample(settings_for(app_root))
     counter = tmp_path / "fatal"
-    out = _start(sfn, machine, {"counter": str(counter), "fatal": True}, "catch-fatal")
+    out = run(sfn, machine, {"counter": str(counter), "fatal": True}, "catch-fatal")
     assert out["status"] == "FAILED"
     assert out["error"] == "CaughtFatal"
     cause = json.loads(out["cause"])  # as on AWS: the Lambda's error payload, as JSON text
@@ -105,28 +91,28 @@ def test_catch_by_error_name(app_root: Path, settings_for: Any, tmp_path: Path) 
 def test_missing_function_is_a_lambda_error(
     app_root: Path, settings_for: Any, tmp_path: Path
 ) -> None:
-    lam, sfn, arns, machine = _deploy(settings_for(app_root))
+    lam, sfn, arns, machine = deploy_sample(settings_for(app_root))
     lam.delete_function(FunctionName=arns["FlakyFunction"])
     try:
-        out = _start(sfn, machine, {"counter": str(tmp_path / "x")}, "missing-fn")
+        out = run(sfn, machine, {"counter": str(tmp_path / "x")}, "missing-fn")
         assert out["status"] == "FAILED"
         assert out["error"] == "Lambda.ResourceNotFoundException"
     finally:
-        _deploy(settings_for(app_root))
+        deploy_sample(settings_for(app_root))
 
 
 def test_redeploy_is_idempotent_and_updates_environment(app_root: Path, settings_for: Any) -> None:
     settings = settings_for(app_root)
-    first = _deploy(settings)
+    first = deploy_sample(settings)
     (app_root / "samconfig.toml").write_text(
         '[default.deploy.parameters]\nparameter_overrides = "Greeting=bonjour"\n'
     )
-    lam, _, arns, machine = _deploy(settings)
+    lam, _, arns, machine = deploy_sample(settings)
     assert arns == first[2] and machine == first[3]
     body = json.loads(lam.invoke(FunctionName=arns["OkFunction"], Payload=b"{}")["Payload"].read())
     assert body["greeting"] == "bonjour"
     (app_root / "samconfig.toml").unlink()
-    _deploy(settings)
+    deploy_sample(settings)
 
 
 def test_function_not_deployed_by_scones_reports_error(moto_server: Any) -> None:
@@ -162,41 +148,36 @@ def test_merge_environments_refuses_conflicts() -> None:
         merge_environments({"A": {"X": "1"}, "B": {"X": "2"}})
 
 
-class _Execution:
-    def __init__(self, status: str) -> None:
-        self.status = status
+def test_event_invocation_runs_the_handler_in_the_background(
+    app_root: Path, settings_for: Any, tmp_path: Path
+) -> None:
+    lam, _, arns, _ = deploy_sample(settings_for(app_root))
+    counter = tmp_path / "async"
+    event = json.dumps({"counter": str(counter)}).encode()
+    out = lam.invoke(FunctionName=arns["FlakyFunction"], InvocationType="Event", Payload=event)
+    assert out["StatusCode"] == 202
+    deadline = time.monotonic() + 10
+    while not counter.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert counter.read_text() == "1"
+    dry = lam.invoke(FunctionName=arns["FlakyFunction"], InvocationType="DryRun", Payload=event)
+    assert dry["StatusCode"] == 204 and counter.read_text() == "1"  # DryRun runs nothing
 
 
-class _Machine:
-    def __init__(self, statuses: list[str]) -> None:
-        self.executions = [_Execution(s) for s in statuses]
+def test_invoke_direct_errors_look_like_botocore_errors(app_root: Path, settings_for: Any) -> None:
+    _, _, arns, _ = deploy_sample(settings_for(app_root))
+    backend = moto_binding.backend_for(arns["OkFunction"], "us-east-1")
+    ok = backend.invoke_direct({"FunctionName": arns["OkFunction"], "Payload": b'{"x": 2}'})
+    assert ok["StatusCode"] == 200 and ok["Payload"]["x"] == 2 and "FunctionError" not in ok
+    with pytest.raises(ClientError) as missing:
+        backend.invoke_direct({"FunctionName": "no-such-function", "Payload": b"{}"})
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as bad:
+        backend.invoke_direct({"FunctionName": arns["OkFunction"], "Payload": b"{not json"})
+    assert bad.value.response["Error"]["Code"] == "InvalidRequestContentException"
 
 
-def test_evict_executions_keeps_running_and_newest() -> None:
-    machine = _Machine(["SUCCEEDED", "RUNNING", "FAILED", "SUCCEEDED", "RUNNING"])
-    newest = machine.executions[-2:]
-    assert moto_patches.evict_executions(machine, 3) == 2
-    assert [e.status for e in machine.executions] == ["RUNNING", "SUCCEEDED", "RUNNING"]
-    assert machine.executions[-2:] == newest
-    assert moto_patches.evict_executions(machine, 3) == 0
-
-
-def test_executions_kept_are_bounded(app_root: Path, settings_for: Any, tmp_path: Path) -> None:
-    from moto.stepfunctions.models import StateMachine
-    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-
-    _, sfn, _, machine = _deploy(settings_for(app_root))
-    tracked_before = len(StateMachine.instances_tracked)  # type: ignore[attr-defined]
-    for i in range(60):  # the fixture keeps 50
-        arn = sfn.start_execution(
-            stateMachineArn=machine,
-            name=f"bound-{i}",
-            input=json.dumps({"counter": str(tmp_path / str(i))}),
-        )["executionArn"]
-        _wait(sfn, arn)
-    backend = stepfunctions_parser_backends["123456789012"]["us-east-1"]
-    kept = backend.describe_state_machine(machine).executions
-    assert len(kept) <= 51
-    assert kept[-1].execution_arn == arn
-    # moto's per-execution copies of the state machine are not kept by its instance tracker
-    assert len(StateMachine.instances_tracked) <= tracked_before + 1  # type: ignore[attr-defined]
+def test_decode_event_treats_an_empty_body_as_an_empty_object() -> None:
+    assert moto_binding.decode_event(None) == {} and moto_binding.decode_event(b"") == {}
+    assert moto_binding.decode_event(b'{"a": 1}') == {"a": 1}
+    assert moto_binding.decode_event('["x"]') == ["x"]
