@@ -2,8 +2,8 @@
 
 SageMaker runs ``python train.py --epochs 30 ...`` in its PyTorch training container with the
 ``SM_*`` environment variables set; ``scones train`` calls ``main`` in-process with the same
-variables pointing at local folders. Self-contained: torch, numpy, Pillow and the sibling
-``serving/`` folder (``inference.py`` and ``requirements.txt``, copied into the model's ``code/``);
+variables pointing at local folders. Self-contained: torch, numpy, Pillow, the sibling
+``network.py`` (the CNN and its ONNX export) and the sibling ``serving/`` folder (``inference.py`` and ``requirements.txt``, copied into the model's ``code/``);
 tqdm and onnxruntime are used when present (progress bar; ONNX parity check and latency).
 SageMaker installs ``requirements.txt`` (beside this file) before running it.
 
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from network import build_model, export_onnx, make_probability_model, onnx_benchmark
 
 HERE = Path(__file__).resolve().parent
 CONFIDENCE_THRESHOLD = 0.93
@@ -120,61 +121,6 @@ def load_split(channel: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def build_model(num_classes: int, width: int = 16) -> Any:
-    """A ResNet-9-style network (about 0.47 M parameters at width 16)."""
-    from torch import nn
-
-    def block(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        ]
-        if pool:
-            layers.append(nn.MaxPool2d(2))
-        return nn.Sequential(*layers)
-
-    class Residual(nn.Module):
-        def __init__(self, channels: int) -> None:
-            super().__init__()
-            self.body = nn.Sequential(block(channels, channels), block(channels, channels))
-
-        def forward(self, x: Any) -> Any:
-            return x + self.body(x)
-
-    w = width
-    return nn.Sequential(
-        block(3, w),
-        block(w, 2 * w, pool=True),
-        Residual(2 * w),
-        block(2 * w, 4 * w, pool=True),
-        block(4 * w, 8 * w, pool=True),
-        Residual(8 * w),
-        nn.AdaptiveMaxPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8 * w, num_classes),
-    )
-
-
-def make_probability_model(net: Any, tta: bool) -> Any:
-    """Wrap ``net`` so that it outputs softmax probabilities (averaged with the mirror image)."""
-    import torch
-    from torch import nn
-
-    class Probabilities(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: Any) -> Any:
-            probs = torch.softmax(self.net(x), dim=1)
-            if tta:
-                probs = 0.5 * (probs + torch.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
-            return probs
-
-    return Probabilities()
-
-
 def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
     """Accuracy, coverage/precision at the confidence threshold, ECE and NLL."""
     pred = probs.argmax(axis=1)
@@ -245,58 +191,6 @@ def _predict(model: Any, x: Any, device: Any, batch_size: int = 256) -> np.ndarr
         for i in range(0, len(x), batch_size):
             outs.append(model(x[i : i + batch_size].to(device)).cpu().numpy())
     return np.concatenate(outs)
-
-
-def export_onnx(model: Any, path: Path) -> None:
-    """Export the probability model to ONNX (batch dimension dynamic)."""
-    import torch
-
-    model.eval().cpu()
-    example = torch.zeros(1, 3, 32, 32)
-    kwargs: dict[str, Any] = {
-        "input_names": ["input"],
-        "output_names": ["probabilities"],
-        "dynamic_axes": {"input": {0: "batch"}, "probabilities": {0: "batch"}},
-        "opset_version": 17,
-    }
-    import inspect
-    import warnings
-
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), **kwargs)
-
-
-def onnx_benchmark(model_path: Path, x: np.ndarray, threads: int = 1) -> dict[str, float]:
-    """Latency of the ONNX model with onnxruntime: median single image, batch-64 throughput."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    single = x[:1]
-    batch = np.resize(x, (64, *x.shape[1:])).astype(np.float32)
-    for _ in range(20):
-        sess.run(None, {"input": single})
-    times = []
-    for _ in range(200):
-        t0 = time.perf_counter()
-        sess.run(None, {"input": single})
-        times.append(time.perf_counter() - t0)
-    sess.run(None, {"input": batch})
-    btimes = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        sess.run(None, {"input": batch})
-        btimes.append(time.perf_counter() - t0)
-    return {
-        "onnx_threads": threads,
-        "latency_single_ms": float(np.median(times) * 1e3),
-        "latency_batch64_ms": float(np.median(btimes) * 1e3),
-        "throughput_batch64_img_s": float(64 / np.median(btimes)),
-    }
 
 
 def run(args: Any) -> dict[str, Any]:

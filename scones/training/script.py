@@ -42,9 +42,18 @@ def load_train_script(project_root: Path | None = None) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[TRAIN_MODULE] = module  # dataclasses and pickling look their module up here
+    # As SageMaker does for `python train.py`: the script's folder is on sys.path, so its siblings
+    # (network.py) import by their plain names.
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[TRAIN_MODULE]
         raise
+    finally:
+        if added:
+            sys.path.remove(folder)
     return module
