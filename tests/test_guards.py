@@ -73,3 +73,20 @@ def test_no_server_reaches_a_cli_module() -> None:
                 seen.add(module)
                 todo.extend(_imports(module))
         assert not seen & cli_modules, f"{server} imports {sorted(seen & cli_modules)}"
+
+
+def test_the_sagemaker_source_dir_imports_nothing_of_ours() -> None:
+    """``ml/`` is exactly what SageMaker receives: it must not import scones (or a package ``ml``)."""
+    ml_dir = Path(__file__).resolve().parents[1] / "ml"
+    files = sorted(ml_dir.rglob("*.py"))
+    assert files, "ml/ has no Python files"
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in {"scones", "ml"}, f"{path} imports {name}"
+    assert not (ml_dir / "__init__.py").exists(), "ml/ is a source dir, not a package"
