@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared_data import VEHICLES_ARCHIVE
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARCHIVE = ROOT / "../shared/data/cifar-100-python-vehicles.tar.gz"
+ARCHIVE = VEHICLES_ARCHIVE
 
 
 @dataclass

@@ -23,9 +23,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shared_data import VEHICLES_ARCHIVE
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED_ARCHIVE = ROOT / ".." / "shared" / "data" / "cifar-100-python-vehicles.tar.gz"
+SHARED_ARCHIVE = VEHICLES_ARCHIVE
 
 
 def load_inference(model_dir: Path) -> ModuleType:

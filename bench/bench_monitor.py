@@ -26,8 +26,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared_data import DATA_CAPTURE
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CAPTURE = ROOT / ".." / "shared" / "data" / "data-capture"
+SHARED_CAPTURE = DATA_CAPTURE
 
 
 def png_payloads(count: int, seed: int) -> list[bytes]:

@@ -28,9 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared_data import VEHICLES_ARCHIVE
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar-100-python-vehicles.tar.gz"
+ARCHIVE = VEHICLES_ARCHIVE
 
 # Profile categories: the first pattern found in a sampled stack (innermost-first order) wins.
 CATEGORIES = [
