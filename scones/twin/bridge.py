@@ -5,7 +5,10 @@ On AWS, S3 sends an "Object Created" event to EventBridge and the template's rul
 transformation. Offline, ``Bridge`` (a thread in the sfn server) polls the deployed bucket's
 incoming prefix, builds the same EventBridge event for each new object, matches it against the
 rule's pattern (with moto's own EventBridge matcher, ``moto.events.models.EventPattern``), applies
-``InputTransformer`` / ``InputPath`` / ``Input`` and starts one execution.
+``InputTransformer`` / ``InputPath`` / ``Input`` and starts one execution; the EventBridge part
+is ``scones.twin.eventbridge`` (re-exported here). An object whose input cannot be built (a key
+an ``InputTemplate`` would break, see there) is logged and skipped, as AWS would deliver it to the
+rule's dead-letter queue; it does not hold up the others.
 
 Each object (bucket, key, ETag) is started once: what was seen is kept in
 ``$SCONES_HOME/bridge/seen.txt``, and objects older than the deployment are not started (on AWS
@@ -25,38 +28,27 @@ import logging
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from scones.settings import Settings
+from scones.twin.eventbridge import PATTERN_OPERATORS as PATTERN_OPERATORS
+from scones.twin.eventbridge import InvalidInputTransformError as InvalidInputTransformError
+from scones.twin.eventbridge import S3Object as S3Object
+from scones.twin.eventbridge import UnsupportedPatternError as UnsupportedPatternError
+from scones.twin.eventbridge import check_pattern as check_pattern
+from scones.twin.eventbridge import execution_input as execution_input
+from scones.twin.eventbridge import extract_path as extract_path
+from scones.twin.eventbridge import matches as matches
+from scones.twin.eventbridge import s3_event as s3_event
 
 LOG = logging.getLogger("scones.twin.bridge")
 
 CONFIG_FILE = "config.json"
 SEEN_FILE = "seen.txt"
-
-
-class UnsupportedPatternError(Exception):
-    """The rule's event pattern is invalid, or uses an operator moto's matcher does not implement."""
-
-
-class InvalidInputTransformError(Exception):
-    """The rule's InputTransformer / InputPath / Input cannot be applied to the event."""
-
-
-@dataclass(frozen=True)
-class S3Object:
-    """One listed object: what an S3 "Object Created" event says about it."""
-
-    bucket: str
-    key: str
-    etag: str
-    size: int
-    last_modified: datetime
 
 
 @dataclass(frozen=True)
@@ -115,162 +107,6 @@ def read_config(settings: Settings) -> BridgeConfig | None:
         return BridgeConfig.from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-
-
-# --------------------------------------------------------------------------- events
-
-
-def s3_event(obj: S3Object, region: str, account: str = "123456789012") -> dict[str, Any]:
-    """The EventBridge "Object Created" event S3 sends for ``obj`` (deterministic per object)."""
-    identity = f"{obj.bucket}/{obj.key}@{obj.etag}"
-    return {
-        "version": "0",
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "s3-event:" + identity)),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": account,
-        "time": obj.last_modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [f"arn:aws:s3:::{obj.bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": obj.bucket},
-            "object": {
-                "key": obj.key,
-                "size": obj.size,
-                "etag": obj.etag,
-                "sequencer": hashlib.sha1(identity.encode()).hexdigest()[:18].upper(),
-            },
-            "request-id": hashlib.sha1(("req:" + identity).encode()).hexdigest()[:16].upper(),
-            "requester": account,
-            "source-ip-address": "127.0.0.1",
-            "reason": "PutObject",
-        },
-    }
-
-
-# Operators moto's ``EventPattern`` implements; it lets any other operator match everything.
-PATTERN_OPERATORS = frozenset(
-    (
-        "prefix",
-        "suffix",
-        "equals-ignore-case",
-        "anything-but",
-        "numeric",
-        "exists",
-        "cidr",
-        "wildcard",
-    )
-)
-
-
-def check_pattern(pattern: dict[str, Any]) -> None:
-    """Refuse a rule pattern the bridge cannot match as EventBridge would (as ``PutRule`` does on
-    AWS): not a pattern of objects and non-empty arrays, or an operator moto does not implement."""
-    from moto.events.exceptions import InvalidEventPatternException
-    from moto.events.models import EventPattern
-
-    try:
-        EventPattern.load(json.dumps(pattern))
-    except InvalidEventPatternException as exc:
-        raise UnsupportedPatternError(exc.message) from None
-    _check_operators(pattern)
-
-
-def _check_operators(pattern: dict[str, Any]) -> None:
-    for key, value in pattern.items():
-        if isinstance(value, dict):
-            _check_operators(value)
-        elif key == "$or":
-            for alternative in value:
-                _check_operators(alternative)
-        else:
-            for matcher in value:
-                unknown = set(matcher) - PATTERN_OPERATORS if isinstance(matcher, dict) else set()
-                if unknown:
-                    raise UnsupportedPatternError(
-                        f"event pattern operator {sorted(unknown)} is not supported offline"
-                    )
-
-
-def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """EventBridge pattern matching, by moto's ``EventPattern`` (an empty pattern matches all)."""
-    if not pattern:
-        return True  # classify's own starts: no need to load moto
-    from moto.events.models import EventPattern
-
-    check_pattern(pattern)
-    matcher = EventPattern(json.dumps(pattern), pattern)
-    return bool(matcher.matches_event(cast(Any, event)))  # moto types the event as a TypedDict
-
-
-def extract_path(path: str, data: Any) -> Any:
-    """Evaluate a simple JSONPath (``$``, ``$.a.b``, ``$.a[0]``) as EventBridge's InputPath does."""
-    if path == "$":
-        return data
-    if not path.startswith("$"):
-        raise InvalidInputTransformError(f"path must start with $: {path!r}")
-    current = data
-    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path[1:]):
-        try:
-            current = current[int(index)] if index else current[name]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return current
-
-
-def _render_template(template: str, values: dict[str, Any]) -> str:
-    out: list[str] = []
-    in_string = False
-    i = 0
-    while i < len(template):
-        ch = template[i]
-        if ch == "\\" and in_string:
-            out.append(template[i : i + 2])
-            i += 2
-            continue
-        if ch == '"':
-            in_string = not in_string
-        if ch == "<":
-            end = template.find(">", i)
-            name = template[i + 1 : end] if end > 0 else ""
-            if name in values:
-                value = values[name]
-                if in_string:
-                    text = value if isinstance(value, str) else json.dumps(value)
-                    out.append(json.dumps(text)[1:-1])
-                else:
-                    out.append(json.dumps(value))
-                i = end + 1
-                continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def execution_input(rule: dict[str, Any], event: dict[str, Any], rule_name: str = "rule") -> str:
-    """The execution input the rule's target gets for ``event`` (a JSON string)."""
-    transformer = rule.get("input_transformer")
-    if transformer:
-        paths = transformer.get("InputPathsMap") or {}
-        values = {name: extract_path(str(p), event) for name, p in paths.items()}
-        values["aws.events.event"] = event
-        values["aws.events.event.json"] = event
-        values["aws.events.rule-name"] = rule_name
-        template = transformer.get("InputTemplate")
-        if template is None:
-            raise InvalidInputTransformError("InputTransformer has no InputTemplate")
-        text = _render_template(str(template), values)
-    elif rule.get("input") is not None:
-        text = str(rule["input"])
-    elif rule.get("input_path"):
-        text = json.dumps(extract_path(str(rule["input_path"]), event))
-    else:
-        text = json.dumps(event)
-    try:
-        return json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputTransformError(f"InputTemplate does not give valid JSON: {exc}") from None
 
 
 def execution_name(obj: S3Object) -> str:
@@ -390,7 +226,11 @@ class Bridge:
             if identity in self._seen:
                 continue
             if obj.last_modified >= config.since:
-                arn, new = start_for_object(sfn, config, obj)
+                try:
+                    arn, new = start_for_object(sfn, config, obj)
+                except InvalidInputTransformError as exc:  # AWS: the dead-letter queue
+                    LOG.error("bridge: s3://%s/%s not started: %s", obj.bucket, obj.key, exc)
+                    arn, new = None, False
                 if new:
                     started += 1
                     LOG.info("bridge: s3://%s/%s -> %s", obj.bucket, obj.key, arn)

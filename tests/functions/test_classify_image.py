@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
-from sam_helpers import ASCII_GIF, queue_endpoint_results, read_event
+from sam_helpers import ASCII_GIF, project_app, queue_endpoint_results, read_event
 
 from scones.twin.lambda_runtime import LambdaContext
 
@@ -85,15 +85,14 @@ def test_malformed_answer_through_moto(
         classify.lambda_handler(event_for(ASCII_GIF), lambda_context)
 
 
-def test_the_sample_event_works(
-    lambda_context: LambdaContext, classify: ModuleType, moto: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_sample_event_works(classify: ModuleType, moto: None) -> None:
     event = read_event("classify_image.json")
     image = base64.b64decode(event["image_data"])
-    client = classify.runtime_client()
+    client = classify.runtime_client()  # the client of a full attempt (65 s read timeout)
+    context = LambdaContext(function_name="scones-ClassifyImage", timeout_s=80)
     with Stubber(client) as stub:
         stub_answer(stub, b"[0.97, 0.03]", "image/png", image)
-        result = classify.lambda_handler(event, lambda_context)
+        result = classify.lambda_handler(event, context)
     assert result["label"] == 0 and result["confidence"] == 0.97
 
 
@@ -260,3 +259,132 @@ def test_answers_recorded_from_a_real_sagemaker_endpoint_are_accepted(
             assert len(probabilities) == 2
             count += 1
     assert count >= 20
+
+
+# ------------------------------------------------------------------------------ time budget
+
+
+def test_the_function_timeout_holds_one_full_attempt(classify: ModuleType) -> None:
+    timeout = project_app().functions["ClassifyImageFunction"].timeout
+    one_attempt = classify.CONNECT_TIMEOUT_S + classify.READ_TIMEOUT_S
+    assert timeout == classify.FUNCTION_TIMEOUT_S == 80
+    assert timeout >= one_attempt + classify.DEADLINE_MARGIN_S  # 80 >= 5 + 65 + 5
+    assert classify.read_timeout_within(timeout) == classify.READ_TIMEOUT_S
+    # SageMaker fails a real-time invocation after 60 s: its error comes before our timeout
+    assert classify.READ_TIMEOUT_S > classify.SAGEMAKER_INVOKE_LIMIT_S
+
+
+@pytest.mark.parametrize(
+    ("remaining_s", "read_s"),
+    [
+        (300, 65),
+        (80, 65),
+        (75, 65),
+        (74.9, 60),
+        (30, 20),
+        (20, 10),
+        (19.9, None),
+        (0, None),
+        (-3, None),
+    ],
+)
+def test_read_timeout_within(classify: ModuleType, remaining_s: float, read_s: int | None) -> None:
+    assert classify.read_timeout_within(remaining_s) == read_s
+
+
+class FakeClock:
+    """Simulated time: the client's failures and the pauses advance it."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.now = 0.0
+        self.timeout_s = timeout_s
+        self.attempts: list[int] = []
+
+    def remaining_s(self) -> float:
+        return self.timeout_s - self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _failing_client(clock: FakeClock, kind: str, read_s: int) -> Any:
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    url = "https://runtime.sagemaker.us-east-1.amazonaws.com"
+
+    class Client:
+        def invoke_endpoint(self, **_: Any) -> Any:
+            clock.attempts.append(read_s)
+            if kind == "slow":  # connects, then nothing within the read timeout
+                clock.now += 0.1 + read_s
+                raise ReadTimeoutError(endpoint_url=url)
+            if kind == "unreachable":
+                clock.now += 5  # CONNECT_TIMEOUT_S
+                raise ConnectTimeoutError(endpoint_url=url)
+            clock.now += 0.05
+            error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+            raise ClientError(error, "InvokeEndpoint")  # type: ignore[arg-type]
+
+    return Client()
+
+
+@pytest.mark.parametrize("kind", ["slow", "unreachable", "throttled"])
+@pytest.mark.parametrize("timeout_s", [20, 30, 45, 75, 80, 140, 300])
+def test_a_failing_endpoint_ends_in_its_named_error_before_the_lambda_timeout(
+    classify: ModuleType, kind: str, timeout_s: int
+) -> None:
+    clock = FakeClock(timeout_s)
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 0.999)
+    with pytest.raises(classify.EndpointUnavailableError) as caught:
+        classify.invoke_within(
+            budget, ENDPOINT, b"\x89PNG", lambda read_s: _failing_client(clock, kind, read_s)
+        )
+    assert f"{len(clock.attempts)} attempt(s)" in str(caught.value)
+    assert 1 <= len(clock.attempts) <= classify.MAX_ATTEMPTS
+    # sum of (connect + read + pause) over the attempts never reaches the Lambda timeout
+    assert clock.now <= timeout_s - classify.DEADLINE_MARGIN_S, (kind, clock.attempts, clock.now)
+    assert all(classify.MIN_READ_TIMEOUT_S <= r <= classify.READ_TIMEOUT_S for r in clock.attempts)
+    if kind == "throttled" and timeout_s >= 30:  # fast failures are retried in the invocation
+        assert len(clock.attempts) == classify.MAX_ATTEMPTS
+    if kind == "slow" and timeout_s == 80:  # one full attempt; the state machine retries
+        assert clock.attempts == [65]
+
+
+def test_with_too_little_time_the_endpoint_is_not_called(
+    classify: ModuleType, aws_env: None
+) -> None:
+    context = LambdaContext(function_name="f", timeout_s=12)
+    event = event_for(ASCII_GIF, endpoint_name=ENDPOINT)
+    with pytest.raises(classify.ConfigurationError, match="Timeout to at least 75 s"):
+        classify.lambda_handler(event, context)
+
+
+def test_the_budget_comes_from_the_lambda_context(classify: ModuleType) -> None:
+    budget = classify.CallBudget.from_context(LambdaContext(function_name="f", timeout_s=80))
+    assert 79 < budget.remaining_s() <= 80
+    fallback = classify.CallBudget.from_context(None)  # no context: the template's timeout
+    assert classify.FUNCTION_TIMEOUT_S - 1 < fallback.remaining_s() <= classify.FUNCTION_TIMEOUT_S
+
+
+def test_a_read_timeout_is_endpoint_unavailable(classify: ModuleType, aws_env: None) -> None:
+    with socket.socket() as server:  # accepts the connection (backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=1),
+        )
+        with pytest.raises(classify.EndpointUnavailableError, match="did not answer in time"):
+            classify.invoke(runtime, ENDPOINT, b"\x89PNG\r\n\x1a\n")
+
+
+def test_clients_differ_only_by_read_timeout_and_never_retry_themselves(
+    classify: ModuleType, aws_env: None
+) -> None:
+    full, short = classify.runtime_client(), classify.runtime_client(20)
+    assert full is classify.runtime_client(65) and short is not full
+    assert (full.meta.config.read_timeout, short.meta.config.read_timeout) == (65, 20)
+    assert full.meta.config.connect_timeout == classify.CONNECT_TIMEOUT_S
+    assert full.meta.config.retries["total_max_attempts"] == 1

@@ -107,15 +107,40 @@ def test_the_sample_image_in_the_events_is_a_valid_png(serialize: ModuleType) ->
     assert serialize.inspect_image(data).mime_type == "image/png"
 
 
-def test_url_encoded_keys_from_s3_events_are_decoded_when_needed(
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        # S3 event notifications form-encode keys; for EventBridge events AWS does not say, so
+        # the key as sent is read first, and its decoded form when that does not exist
+        ("incoming/my bike.png", "incoming/my+bike.png"),
+        ("incoming/vélo 100%+.png", "incoming/v%C3%A9lo+100%25%2B.png"),
+        ("incoming/vélo 100%+.png", "incoming/vélo 100%+.png"),
+        ('incoming/c++ & "quotes" \\.png', 'incoming/c++ & "quotes" \\.png'),
+    ],
+)
+def test_keys_are_read_as_sent_or_url_decoded(
+    lambda_context: LambdaContext,
+    serialize: ModuleType,
+    s3: Any,
+    png: bytes,
+    stored: str,
+    sent: str,
+) -> None:
+    put(s3, stored, png)
+    result = serialize.lambda_handler({"s3_bucket": BUCKET, "s3_key": sent}, lambda_context)
+    assert base64.b64decode(result["image_data"]) == png
+    assert result["s3_key"] == stored  # the key that exists
+
+
+def test_a_key_that_exists_as_sent_is_not_decoded(
     lambda_context: LambdaContext, serialize: ModuleType, s3: Any, png: bytes
 ) -> None:
-    put(s3, "incoming/my bike.png", png)
+    put(s3, "incoming/a+b.png", png)
+    put(s3, "incoming/a b.png", b"not this one")
     result = serialize.lambda_handler(
-        {"s3_bucket": BUCKET, "s3_key": "incoming/my+bike.png"}, lambda_context
+        {"s3_bucket": BUCKET, "s3_key": "incoming/a+b.png"}, lambda_context
     )
-    assert base64.b64decode(result["image_data"]) == png
-    assert result["s3_key"] == "incoming/my bike.png"  # the key that exists
+    assert (result["s3_key"], base64.b64decode(result["image_data"])) == ("incoming/a+b.png", png)
 
 
 def test_logs_carry_no_image_data(
@@ -155,6 +180,7 @@ def test_the_s3_client_is_created_once(
         ({"s3_bucket": "", "s3_key": "incoming/a.png"}, "s3_bucket must be a non-empty string"),
         ({"s3_bucket": BUCKET, "s3_key": 7}, "s3_key must be a non-empty string"),
         ({"s3_bucket": BUCKET, "s3_key": "incoming/"}, "names a folder"),
+        ({"s3_bucket": BUCKET, "s3_key": "incoming/some-folder/"}, "names a folder"),
     ],
 )
 def test_bad_events_raise_invalid_event_error(

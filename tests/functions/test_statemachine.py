@@ -24,10 +24,15 @@ from sam_helpers import (
     load_handler,
     project_app,
     queue_endpoint_results,
+    read_event,
     substitute,
 )
 
+#: What a ``lambda:invoke`` task retries: AWS's list for Lambda service exceptions
+#: (docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html), plus the
+#: throttling error the same page names.
 LAMBDA_TRANSIENT = {
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
@@ -152,6 +157,24 @@ def test_retry_only_transient_errors_with_backoff(asl: dict[str, Any], task: str
         assert "EndpointUnavailableError" in retried
 
 
+def test_every_lambda_task_retries_exactly_the_transient_lambda_errors(
+    asl: dict[str, Any],
+) -> None:
+    tasks = {
+        name: state
+        for name, state in asl["States"].items()
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke"
+    }
+    assert set(tasks) == set(TASK_FUNCTIONS)
+    for name, state in tasks.items():
+        lambda_retriers = [
+            set(r["ErrorEquals"])
+            for r in state["Retry"]
+            if any(e.startswith("Lambda.") for e in r["ErrorEquals"])
+        ]
+        assert lambda_retriers == [LAMBDA_TRANSIENT], f"{name} retries {lambda_retriers}"
+
+
 def _ends_in_fail(asl: dict[str, Any], start: str) -> dict[str, Any]:
     state = asl["States"][start]
     seen = 0
@@ -224,6 +247,7 @@ def workflow(moto: None, bound_handlers: None) -> Any:
             Role=role,
             Handler=spec.handler,
             Code={"ZipFile": b"unused"},
+            Timeout=spec.timeout,  # ClassifyImage plans its endpoint calls within it
             # what `scones deploy --local` tags (no Environment: the tests set their own)
             Tags={HANDLER_FILE_TAG: str(spec.handler_file), LAYERS_TAG: layers_tag(spec.layers)},
         )["FunctionArn"]
@@ -301,3 +325,59 @@ def test_a_malformed_endpoint_answer_fails_with_its_name(workflow: Any) -> None:
     queue_endpoint_results('{"not": "a list"}')
     result = workflow({"s3_bucket": "scones-images-test", "s3_key": "incoming/one.gif"})
     assert (result["status"], result["error"]) == ("FAILED", "MalformedInferenceError")
+
+
+# ------------------------------------------------------------------------------ the rule's input
+
+
+def _rule_input(key: Any, bucket: Any = "scones-images-test") -> dict[str, Any]:
+    """What the EventBridge rule passes (InputPath $.detail): the S3 event's detail."""
+    detail: dict[str, Any] = json.loads(json.dumps(read_event("s3_object_created.json")["detail"]))
+    detail["bucket"]["name"] = bucket
+    detail["object"]["key"] = key
+    return detail
+
+
+def test_the_rules_input_is_the_sample_events_detail() -> None:
+    detail = read_event("s3_object_created.json")["detail"]
+    assert read_event("statemachine_rule_input.json") == detail
+
+
+def test_an_s3_event_detail_is_classified(workflow: Any) -> None:
+    queue_endpoint_results("[0.97, 0.03]")
+    result = workflow(_rule_input("incoming/one.gif"))
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert (output["s3_bucket"], output["s3_key"]) == ("scones-images-test", "incoming/one.gif")
+    assert "object" not in output and output["label"] == 0
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        ('incoming/a "quoted" \\ key.gif', 'incoming/a "quoted" \\ key.gif'),
+        ("incoming/vélo à 100% +1.gif", "incoming/vélo à 100% +1.gif"),
+        # as S3 event notifications write keys (form URL encoding): read decoded
+        ("incoming/vélo à 100% +1.gif", "incoming/v%C3%A9lo+%C3%A0+100%25+%2B1.gif"),
+    ],
+)
+def test_any_key_in_an_s3_event_detail_reaches_the_image(
+    workflow: Any, stored: str, sent: str
+) -> None:
+    boto3.client("s3").put_object(Bucket="scones-images-test", Key=stored, Body=ASCII_GIF)
+    queue_endpoint_results("[0.97, 0.03]")
+    result = workflow(_rule_input(sent))
+    assert result["status"] == "SUCCEEDED", result
+    assert json.loads(result["output"])["s3_key"] == stored
+
+
+@pytest.mark.parametrize(
+    "execution_input",
+    [_rule_input(7), _rule_input("incoming/one.gif", bucket=["b"]), {"object": {"key": "k"}}],
+)
+def test_a_malformed_s3_event_detail_is_an_invalid_event(
+    workflow: Any, execution_input: Any
+) -> None:
+    result = workflow(execution_input)
+    assert (result["status"], result["error"]) == ("FAILED", "InvalidEventError")
+    assert "object.key" in result["cause"]

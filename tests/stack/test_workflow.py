@@ -183,7 +183,8 @@ def test_bridge_starts_an_execution_on_upload(deployed: dict[str, Any]) -> None:
         except sfn.exceptions.ExecutionDoesNotExist:
             assert time.monotonic() < deadline, "the bridge did not start an execution"
             time.sleep(0.25)
-    assert json.loads(info["input"]) == {"s3_bucket": deployed["bucket"], "s3_key": key}
+    detail = json.loads(info["input"])  # the rule passes the S3 event's detail (InputPath)
+    assert (detail["bucket"]["name"], detail["object"]["key"]) == (deployed["bucket"], key)
     assert info["status"] == "SUCCEEDED" or info["error"] == "LowConfidenceError"
 
 

@@ -25,7 +25,17 @@ OBJ = bridge.S3Object(
 
 def _rule() -> dict[str, object]:
     rule = read_app(PROJECT).state_machine.rules[0]
-    return {"name": rule.name, "pattern": rule.pattern, "input_transformer": rule.input_transformer}
+    return {
+        "name": rule.name,
+        "pattern": rule.pattern,
+        "input_transformer": rule.input_transformer,
+        "input_path": rule.input_path,
+        "input": rule.input,
+    }
+
+
+def _obj(key: str, size: int = 12) -> bridge.S3Object:
+    return bridge.S3Object(OBJ.bucket, key, "etag", size, OBJ.last_modified)
 
 
 def test_real_rule_matches_incoming_uploads_only() -> None:
@@ -42,9 +52,63 @@ def test_real_rule_matches_incoming_uploads_only() -> None:
     assert not bridge.matches(pattern, not_s3)
 
 
-def test_real_rule_input_is_what_the_state_machine_expects() -> None:
-    payload = bridge.execution_input(_rule(), bridge.s3_event(OBJ, "us-east-1"))
-    assert json.loads(payload) == {"s3_bucket": OBJ.bucket, "s3_key": OBJ.key}
+def test_real_rule_input_is_the_events_detail() -> None:
+    event = bridge.s3_event(OBJ, "us-east-1")
+    payload = bridge.execution_input(_rule(), event)
+    assert json.loads(payload) == event["detail"]  # the ASL reads bucket.name and object.key
+
+
+KEYS = [
+    "incoming/a b/cat.png",
+    "incoming/vélo 自転車 🚲.png",
+    'incoming/say "cheese".png',
+    "incoming/back\\slash\\n.png",
+    "incoming/c++ 1+1=2.png",
+    "incoming/100% sure %41.png",
+    "incoming/tab\tand\nnewline.png",
+]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_any_key_reaches_the_state_machine_intact(key: str) -> None:
+    rule, event = _rule(), bridge.s3_event(_obj(key), "us-east-1")
+    assert bridge.matches(rule["pattern"], event)  # type: ignore[arg-type]
+    payload = json.loads(bridge.execution_input(rule, event))
+    assert (payload["bucket"]["name"], payload["object"]["key"]) == (OBJ.bucket, key)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_string_template_refuses_the_keys_eventbridge_would_break(key: str) -> None:
+    # EventBridge inserts InputPathsMap values unescaped ("Common issues with transforming input")
+    rule = {
+        "input_transformer": {
+            "InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
+            "InputTemplate": '{"s3_bucket": <bucket>, "s3_key": <key>}',
+        }
+    }
+    event = bridge.s3_event(_obj(key), "us-east-1")
+    if any(c in key for c in '"\\\t\n'):
+        with pytest.raises(bridge.InvalidInputTransformError, match="unescaped.*InputPath"):
+            bridge.execution_input(rule, event)
+    else:
+        payload = json.loads(bridge.execution_input(rule, event))
+        assert payload == {"s3_bucket": OBJ.bucket, "s3_key": key}
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "starts"),
+    [
+        ("incoming/some-folder/", 0, False),  # the console's "Create folder"
+        ("incoming/a/b/", 0, False),
+        ("incoming/empty.png", 0, False),  # no image either
+        ("incoming/x.png", 1, True),
+        ("incoming/odd-folder/", 5, True),  # has bytes: SerializeImage names it InvalidEventError
+        ("elsewhere/x.png", 5, False),
+    ],
+)
+def test_the_real_rule_skips_folder_markers(key: str, size: int, starts: bool) -> None:
+    event = bridge.s3_event(_obj(key, size), "us-east-1")
+    assert bridge.matches(_rule()["pattern"], event) is starts  # type: ignore[arg-type]
 
 
 def test_event_is_deterministic_and_shaped_like_s3s() -> None:
@@ -182,6 +246,8 @@ def test_bridge_polls_starts_once_and_remembers(
     time.sleep(max(0.0, (since - datetime.now(tz=UTC)).total_seconds()) + 0.1)
     etag = s3.put_object(Bucket=bucket, Key="in/new.png", Body=b"new")["ETag"].strip('"')
     s3.put_object(Bucket=bucket, Key="elsewhere/x.png", Body=b"x")
+    # the sample rule's InputTemplate cannot carry a " (AWS: dead-letter queue): skipped, logged
+    s3.put_object(Bucket=bucket, Key='in/a "quoted" key.png', Body=b"q")
     assert first.poll_once(s3, sfn) == 1
     assert first.poll_once(s3, sfn) == 0  # each object once
     assert bridge.Bridge(settings, moto_url=moto_server.url).poll_once(s3, sfn) == 0  # persisted
