@@ -2,11 +2,14 @@
 
 The model runs in AWS's PyTorch inference container, which loads ``code/inference.py`` from
 ``model.tar.gz``; the endpoint config captures 100 % of inputs and outputs to
-``s3://BUCKET/PREFIX/data_capture``. Plain boto3 with an injected client.
+``s3://BUCKET/PREFIX/data_capture``. ``delete`` waits (boto3's ``endpoint_deleted`` waiter, bounded,
+with progress) until the endpoint is gone, so the name can be deployed again at once. Plain boto3
+with an injected client.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,6 +29,10 @@ class EndpointFailedError(SageMakerError):
 
 class EndpointExistsError(SageMakerError):
     """An endpoint of that name already exists."""
+
+
+class EndpointDeleteError(SageMakerError):
+    """The endpoint failed to delete, or was still there when the wait ended."""
 
 
 def model_request(
@@ -107,6 +114,19 @@ def wait_for_endpoint(
     return desc
 
 
+def ensure_absent(sm: Any, endpoint_name: str) -> None:
+    """Raise ``EndpointExistsError`` when ``endpoint_name`` exists (or is still being deleted)."""
+    existing = if_found(lambda: sm.describe_endpoint(EndpointName=endpoint_name))
+    if existing is None:
+        return
+    deleting = existing.get("EndpointStatus") == "Deleting"
+    raise EndpointExistsError(
+        f"endpoint {endpoint_name} {'is still being deleted' if deleting else 'exists'}; "
+        f"remove it with (or wait for) `scones sagemaker delete --endpoint-name {endpoint_name}` "
+        "or pick another name"
+    )
+
+
 def deploy(
     sm: Any,
     *,
@@ -123,11 +143,7 @@ def deploy(
     progress: bool = True,
 ) -> dict[str, str]:
     """Create model, endpoint config (Data Capture on) and endpoint; return their names."""
-    if if_found(lambda: sm.describe_endpoint(EndpointName=endpoint_name)) is not None:
-        raise EndpointExistsError(
-            f"endpoint {endpoint_name} exists; remove it with "
-            f"`scones sagemaker delete --endpoint-name {endpoint_name}` or pick another name"
-        )
+    ensure_absent(sm, endpoint_name)
     suffix = suffix or timestamp()
     names = {
         "model": f"scones-model-{suffix}",
@@ -160,20 +176,77 @@ def deploy(
     return names
 
 
-def delete(sm: Any, endpoint_name: str = DEFAULT_ENDPOINT) -> list[str]:
+def delete(
+    sm: Any,
+    endpoint_name: str = DEFAULT_ENDPOINT,
+    *,
+    wait: bool = True,
+    poll_s: float = 10.0,
+    timeout_s: float = 900.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: bool = True,
+) -> list[str]:
     """Delete the endpoint, its endpoint config and its models; return what was deleted
-    (nothing when there is no such endpoint; parts already gone are skipped)."""
+    (nothing when there is no such endpoint; parts already gone are skipped). With ``wait``,
+    return only once the endpoint is gone (so the name can be deployed again at once)."""
     endpoint = if_found(lambda: sm.describe_endpoint(EndpointName=endpoint_name))
     if endpoint is None:
         return []
     config_name = endpoint["EndpointConfigName"]
     config = if_found(lambda: sm.describe_endpoint_config(EndpointConfigName=config_name)) or {}
     models = [v["ModelName"] for v in config.get("ProductionVariants", [])]
-    sm.delete_endpoint(EndpointName=endpoint_name)
+    if endpoint.get("EndpointStatus") != "Deleting":
+        sm.delete_endpoint(EndpointName=endpoint_name)
     deleted = [f"endpoint {endpoint_name}"]
     if if_found(lambda: sm.delete_endpoint_config(EndpointConfigName=config_name)) is not None:
         deleted.append(f"endpoint config {config_name}")
     for model in models:
         if if_found(partial(sm.delete_model, ModelName=model)) is not None:
             deleted.append(f"model {model}")
+    if wait:
+        wait_until_deleted(
+            sm, endpoint_name, poll_s=poll_s, timeout_s=timeout_s, sleep=sleep, progress=progress
+        )
     return deleted
+
+
+def wait_until_deleted(
+    sm: Any,
+    endpoint_name: str,
+    *,
+    poll_s: float = 10.0,
+    timeout_s: float = 900.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: bool = True,
+) -> None:
+    """Wait, at most about ``timeout_s``, until ``endpoint_name`` no longer exists.
+
+    Each poll is one attempt of boto3's ``endpoint_deleted`` waiter (its acceptors: the endpoint
+    not found is success, ``Failed`` is failure), so the wait is bounded and shown as progress.
+    Raises ``EndpointDeleteError`` on failure or when the time is up."""
+    from botocore.exceptions import WaiterError
+    from tqdm import tqdm
+
+    waiter = sm.get_waiter("endpoint_deleted")
+    attempts = max(1, math.ceil(timeout_s / poll_s))
+    status = "?"
+    with tqdm(desc=f"deleting {endpoint_name}", unit="poll", disable=not progress) as bar:
+        for attempt in range(attempts):
+            try:
+                waiter.wait(EndpointName=endpoint_name, WaiterConfig={"MaxAttempts": 1})
+                return
+            except WaiterError as exc:
+                if not str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
+                    raise EndpointDeleteError(
+                        f"endpoint {endpoint_name} was not deleted: {exc.kwargs.get('reason')}"
+                    ) from exc
+                status = (exc.last_response or {}).get("EndpointStatus", "?")
+            bar.set_postfix_str(str(status))
+            bar.update(1)
+            if attempt + 1 < attempts:
+                sleep(poll_s)
+    raise EndpointDeleteError(
+        f"endpoint {endpoint_name} still exists ({status}) after {attempts} checks "
+        f"{poll_s:g} s apart; run `scones sagemaker delete --endpoint-name {endpoint_name}` "
+        "again later, or look at it in the SageMaker console"
+    )

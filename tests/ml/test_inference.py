@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
@@ -43,8 +45,12 @@ def pixels() -> np.ndarray:
 def test_shipped_code_is_the_source(tiny_model_dir: Path) -> None:
     source = Path(__file__).resolve().parents[2] / "ml" / "serving" / "inference.py"
     assert (tiny_model_dir / "code" / "inference.py").read_bytes() == source.read_bytes()
-    reqs = (tiny_model_dir / "code" / "requirements.txt").read_text().split()
-    assert [r.split(">")[0] for r in reqs] == ["onnxruntime", "numpy", "Pillow"]
+    reqs = (tiny_model_dir / "code" / "requirements.txt").read_text()
+    lines = [line for line in reqs.splitlines() if line and not line.startswith("#")]
+    pins = [re.split("[=<>]", line)[0] for line in lines]
+    assert pins == ["onnxruntime", "numpy", "Pillow"]
+    # pinned to the onnxruntime the tests run (issue 16): every instance gets the same one
+    assert f"onnxruntime=={version('onnxruntime')}" in reqs.splitlines()
 
 
 def test_model_fn_reads_classes_and_one_thread(model: object) -> None:

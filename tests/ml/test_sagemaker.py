@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+from sagemaker_helpers import BUCKET, REGION, ROLE, cli
 
-from scones import sagemaker_cli
 from scones.aws import S3Location, if_found, image_uri, is_not_found
-from scones.data.etl import extract
-from scones.data.synthetic import build_cifar_archive
 from scones.endpoint import sagemaker as endpoint_sm
 from scones.training import sagemaker as training_sm
 
-REGION = "us-east-1"
-ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
-BUCKET = "scones-test-bucket"
 ML_DIR = Path(__file__).resolve().parents[2] / "ml"
-
-
-@pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_ENDPOINT_URL_SAGEMAKER",
-        "AWS_PROFILE",
-        "SCONES_SAGEMAKER_ROLE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-        yield
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path) -> Path:
-    archive = build_cifar_archive(tmp_path / "a.tar.gz", {"bicycle": 3, "motorcycle": 3}, n_test=2)
-    extract(archive, tmp_path / "data", progress=False)
-    return tmp_path / "data"
-
-
-def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    sagemaker_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["sagemaker", *argv])
-    return int(args.func(args))
 
 
 def test_image_uris() -> None:
@@ -140,10 +100,11 @@ def test_train_uploads_and_starts_the_script_mode_job(
         TrainingJobName="job-1"
     )
     assert job["AlgorithmSpecification"]["TrainingImage"] == image_uri(
-        "training", REGION, "ml.g4dn.xlarge"
+        "training", REGION, "ml.m5.xlarge"
     )
+    assert "-cpu-" in job["AlgorithmSpecification"]["TrainingImage"]
     assert job["RoleArn"] == ROLE
-    assert job["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"  # CPU by default
     hp = job["HyperParameters"]
     decoded = {k: json.loads(v) for k, v in hp.items()}  # JSON values, as the SDK writes them
     assert decoded["sagemaker_program"] == "train.py"
@@ -175,6 +136,7 @@ def test_deploy_creates_model_config_with_capture_and_endpoint(
             "deploy",
             "--model-data",
             model_data,
+            "--no-wheels",  # the wheels are tested in test_wheelhouse.py
             "--bucket",
             BUCKET,
             "--role",
@@ -224,9 +186,10 @@ def test_deploy_creates_model_config_with_capture_and_endpoint(
     )
     assert capsys.readouterr().err.startswith("scones sagemaker: EndpointExistsError: endpoint")
 
-    assert cli("delete", "--region", REGION) == 0
+    assert cli("delete", "--region", REGION, "--quiet") == 0
     out = capsys.readouterr().out
     assert "deleted endpoint scones-image-classifier" in out
+    assert "is gone; the name can be deployed again" in out
     assert "deleted endpoint config" in out and "deleted model" in out
     assert sm.list_endpoints()["Endpoints"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
@@ -264,6 +227,7 @@ def test_deploy_from_training_job(aws: None, data_dir: Path) -> None:
             ROLE,
             "--endpoint-name",
             "ep-2",
+            "--no-wheels",
             "--instance-type",
             "ml.g4dn.xlarge",
             "--region",
@@ -401,11 +365,11 @@ def test_delete_skips_parts_already_gone(aws: None) -> None:
         progress=False,
     )
     sm.delete_endpoint_config(EndpointConfigName=names["config"])
-    assert endpoint_sm.delete(sm, "ep-gone") == [
+    assert endpoint_sm.delete(sm, "ep-gone", progress=False) == [
         "endpoint ep-gone"
     ]  # config and its models unknown
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["scones-model-x"]
-    assert endpoint_sm.delete(sm, "ep-gone") == []
+    assert endpoint_sm.delete(sm, "ep-gone", progress=False) == []
 
 
 def test_not_found_is_told_apart_from_other_errors() -> None:
