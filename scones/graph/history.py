@@ -1,0 +1,229 @@
+"""What happened to each state in one execution, read from its GetExecutionHistory events.
+
+Pure Python (no I/O). Works on the ``events`` list as boto3 returns it (timestamps as datetimes)
+or as JSON (timestamps as ISO strings or epoch seconds). Per state:
+
+- ``succeeded``: entered and exited (a Task whose last attempt succeeded), or a Succeed state;
+- ``failed``: a Fail state entered, or a state the execution failed in (no exit, no catch);
+- ``caught``: a Task whose last attempt failed and whose next state entered is one of its Catch
+  targets (``caught_by``: that Catch's ErrorEquals);
+- ``running``: entered, not exited, and the execution has not ended;
+- ``not-run``: never entered.
+
+``retries`` counts the extra ``TaskScheduled`` (or ``LambdaFunctionScheduled``) events within
+one entry of the state; ``seconds`` is the time from entered to exited (or to the execution's end
+for a state it ended in), summed over entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scones.graph.model import END, START, Graph, build_graph
+
+STATUSES = ("succeeded", "failed", "caught", "not-run", "running")
+
+_EXECUTION_END = {
+    "ExecutionSucceeded": "SUCCEEDED",
+    "ExecutionFailed": "FAILED",
+    "ExecutionAborted": "ABORTED",
+    "ExecutionTimedOut": "TIMED_OUT",
+}
+_SCHEDULED = {"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"}
+_ATTEMPT_FAILED = {
+    "TaskFailed",
+    "TaskTimedOut",
+    "TaskStartFailed",
+    "TaskSubmitFailed",
+    "LambdaFunctionFailed",
+    "LambdaFunctionTimedOut",
+    "LambdaFunctionStartFailed",
+    "LambdaFunctionScheduleFailed",
+    "ActivityFailed",
+    "ActivityTimedOut",
+    "ActivityScheduleFailed",
+    "ParallelStateFailed",
+    "MapStateFailed",
+}
+_ATTEMPT_SUCCEEDED = {"TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"}
+
+
+@dataclass
+class StateRun:
+    """What happened to one state in one execution."""
+
+    name: str
+    status: str = "not-run"
+    caught_by: list[str] | None = None
+    retries: int = 0
+    seconds: float | None = None
+    error: str | None = None
+    cause: str | None = None
+    entered: int = 0
+    input: str | None = None
+    output: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as plain JSON-able values."""
+        return dict(vars(self))
+
+
+@dataclass
+class _Entry:
+    """One entry into a state, from its StateEntered event to its end."""
+
+    name: str
+    start: datetime | None
+    input: str | None
+    attempts: int = 0
+    failed: bool = False
+    error: str | None = None
+    cause: str | None = None
+    end: datetime | None = None
+    exited: bool = False
+    output: str | None = None
+    next_state: str | None = None
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An event's timestamp as an aware datetime (datetime, ISO text or epoch seconds)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    text = str(value).strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's ``...EventDetails`` object (each event has at most one)."""
+    for key, value in event.items():
+        if key.endswith("EventDetails") and isinstance(value, dict):
+            return value
+    return {}
+
+
+@dataclass
+class _Reading:
+    """The entries found in a history and how the execution ended."""
+
+    entries: list[_Entry]
+    end_status: str | None = None
+    end_time: datetime | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+def _read(events: list[dict[str, Any]]) -> _Reading:
+    reading = _Reading(entries=[])
+    open_entries: dict[str, _Entry] = {}
+    last: _Entry | None = None  # the entry task events belong to
+    for event in sorted(events, key=lambda e: int(e.get("id", 0))):
+        kind = str(event.get("type", ""))
+        when = timestamp(event.get("timestamp"))
+        details = _details(event)
+        if kind.endswith("StateEntered"):
+            name = str(details.get("name", ""))
+            if last is not None and last.next_state is None:
+                last.next_state = name
+            entry = _Entry(name=name, start=when, input=details.get("input"))
+            reading.entries.append(entry)
+            open_entries[name] = entry
+            last = entry
+        elif kind.endswith("StateExited"):
+            entry_or_none = open_entries.pop(str(details.get("name", "")), None)
+            if entry_or_none is not None:
+                entry_or_none.end, entry_or_none.exited = when, True
+                entry_or_none.output = details.get("output")
+        elif last is not None and kind in _SCHEDULED:
+            last.attempts += 1
+            last.failed, last.error, last.cause = False, None, None
+        elif last is not None and kind in _ATTEMPT_SUCCEEDED:
+            last.failed = False
+        elif last is not None and kind in _ATTEMPT_FAILED:
+            last.failed = True
+            last.error, last.cause = details.get("error"), details.get("cause")
+            last.end = when
+        elif kind in _EXECUTION_END:
+            reading.end_status, reading.end_time = _EXECUTION_END[kind], when
+            reading.error, reading.cause = details.get("error"), details.get("cause")
+    return reading
+
+
+def _seconds(entry: _Entry, reading: _Reading) -> float | None:
+    end = entry.end if entry.exited else (entry.end or reading.end_time)
+    if entry.exited and entry.end is None:
+        return None
+    if entry.start is None or end is None:
+        return None
+    return max(0.0, (end - entry.start).total_seconds())
+
+
+def _entry_status(graph: Graph, entry: _Entry, reading: _Reading) -> tuple[str, list[str] | None]:
+    node = graph.nodes.get(entry.name)
+    if node is not None and node.type == "Fail":
+        return "failed", None
+    if entry.failed:
+        for catcher in graph.catchers_of(entry.name):
+            if catcher.next == entry.next_state and catcher.matches(entry.error):
+                return "caught", list(catcher.errors)
+        if entry.next_state is None and reading.end_status is None:
+            return "running", None
+        return "failed", None
+    if entry.exited or (node is not None and node.type == "Succeed"):
+        return "succeeded", None
+    if reading.end_status is None:
+        return "running", None
+    return ("succeeded" if reading.end_status == "SUCCEEDED" else "failed"), None
+
+
+def state_runs(
+    definition: dict[str, Any] | str, events: list[dict[str, Any]]
+) -> dict[str, StateRun]:
+    """Per state of ``definition``: what happened to it in the execution whose history is
+    ``events`` (GetExecutionHistory's ``events``, any order). States never entered are
+    ``not-run``; a state entered several times reports its last entry's status."""
+    graph = build_graph(definition)
+    reading = _read(events)
+    runs = {name: StateRun(name=name) for name in graph.nodes}
+    for entry in reading.entries:
+        run = runs.setdefault(entry.name, StateRun(name=entry.name))
+        status, caught_by = _entry_status(graph, entry, reading)
+        run.status, run.caught_by = status, caught_by
+        run.entered += 1
+        run.retries += max(0, entry.attempts - 1)
+        seconds = _seconds(entry, reading)
+        if seconds is not None:
+            run.seconds = (run.seconds or 0.0) + seconds
+        run.input, run.output = entry.input, entry.output
+        run.error, run.cause = entry.error, entry.cause
+        node = graph.nodes.get(entry.name)
+        if status == "failed" and node is not None and node.type == "Fail":
+            run.error, run.cause = reading.error or node.error or None, reading.cause
+    return runs
+
+
+def transitions(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The ``(from, to)`` transitions the execution took, with ``START``/``END`` at its ends."""
+    reading = _read(events)
+    names = [entry.name for entry in reading.entries]
+    path = list(zip(names, names[1:], strict=False))
+    if names:
+        path.insert(0, (START, names[0]))
+        if reading.end_status == "SUCCEEDED":
+            path.append((names[-1], END))
+    return path
+
+
+def execution_end(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the execution ended: ``{"status", "error", "cause"}`` (status None while running)."""
+    reading = _read(events)
+    return {"status": reading.end_status, "error": reading.error, "cause": reading.cause}
