@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scones.training.cli",  # scones train
     "scones.twin.cli",  # scones up / down / status / env / deploy / invoke / run / classify
     "scones.monitor.cli",  # scones monitor
+    "scones.graph.cli",  # scones graph
     "scones.console.cli",  # scones console
     "scones.sagemaker_cli",  # scones sagemaker ...
 )

@@ -32,6 +32,7 @@ def test_every_stage_registers_its_commands() -> None:
         "run",
         "classify",
         "monitor",
+        "graph",
         "console",
         "sagemaker",
     }

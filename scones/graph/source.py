@@ -1,0 +1,121 @@
+"""Where ``scones graph`` reads from: the Step Functions API through a plain boto3 client.
+
+The same calls work against the offline twin and a real AWS account: DescribeStateMachine,
+DescribeExecution, ListExecutions (newest first) and GetExecutionHistory (every page).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from scones.errors import CommandError
+from scones.settings import Settings
+
+#: Any of these set in the environment means "the user chose an endpoint": use it as it is.
+_ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL_SFN",
+    "AWS_ENDPOINT_URL_STEPFUNCTIONS",
+    "AWS_ENDPOINT_URL",
+)
+EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
+
+
+class ExecutionNotFoundError(CommandError):
+    """No execution matches what the user named."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The state machine to draw and the client that reads it."""
+
+    client: Any
+    state_machine_arn: str
+    twin: bool
+
+
+def endpoint_chosen(environ: dict[str, str] | None = None) -> bool:
+    """Whether the environment names a Step Functions endpoint (``eval "$(scones env)"`` does)."""
+    env = os.environ if environ is None else environ
+    return any(env.get(name) for name in _ENDPOINT_VARIABLES)
+
+
+def target_for(settings: Settings, state_machine_arn: str | None) -> Target:
+    """The client and state machine for ``scones graph``.
+
+    With ``--state-machine``: a boto3 client from the standard AWS settings (environment,
+    profile). Without: the twin's deployed state machine (``deployed.json``), read through the
+    standard settings when they name an endpoint, else through the twin's own endpoint.
+    """
+    import boto3
+
+    if state_machine_arn:
+        return Target(boto3.client("stepfunctions"), state_machine_arn, twin=False)
+    from scones.twin.deploy import read_deployed
+
+    arn = str(read_deployed(settings)["state_machine_arn"])
+    if endpoint_chosen():
+        return Target(boto3.client("stepfunctions"), arn, twin=True)
+    from scones.twin.clients import twin_clients
+
+    (client,) = twin_clients(settings, "stepfunctions")
+    return Target(client, arn, twin=True)
+
+
+def execution_arn_for(state_machine_arn: str, name: str) -> str:
+    """The ARN of execution ``name`` of a standard state machine (same account and region)."""
+    parts = state_machine_arn.split(":")
+    if len(parts) < 7 or parts[5] != "stateMachine":
+        raise CommandError(f"{state_machine_arn} is not a state machine ARN")
+    return ":".join([*parts[:5], "execution", parts[6], name])
+
+
+def describe_execution(client: Any, arn: str) -> dict[str, Any]:
+    """DescribeExecution, with a one-line error when it does not exist."""
+    try:
+        return dict(client.describe_execution(executionArn=arn))
+    except client.exceptions.ExecutionDoesNotExist:
+        raise ExecutionNotFoundError(f"no execution {arn}") from None
+
+
+def resolve_execution(client: Any, state_machine_arn: str, reference: str) -> dict[str, Any]:
+    """DescribeExecution of ``reference``: an execution ARN, or the name of an execution of
+    ``state_machine_arn``."""
+    if reference.startswith("arn:"):
+        return describe_execution(client, reference)
+    try:
+        return describe_execution(client, execution_arn_for(state_machine_arn, reference))
+    except ExecutionNotFoundError:
+        raise ExecutionNotFoundError(
+            f"no execution named {reference!r} of {state_machine_arn}"
+        ) from None
+
+
+def latest_execution(client: Any, state_machine_arn: str, status: str | None) -> dict[str, Any]:
+    """DescribeExecution of the newest execution (with ``status``, when given)."""
+    arguments: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": 1}
+    if status:
+        arguments["statusFilter"] = status
+    executions = client.list_executions(**arguments).get("executions", [])
+    if not executions:
+        which = f" with status {status}" if status else ""
+        raise ExecutionNotFoundError(f"{state_machine_arn} has no execution{which}")
+    return describe_execution(client, str(executions[0]["executionArn"]))
+
+
+def execution_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of the execution, oldest first (all pages of GetExecutionHistory)."""
+    events: list[dict[str, Any]] = []
+    paginator = client.get_paginator("get_execution_history")
+    for page in paginator.paginate(executionArn=execution_arn, PaginationConfig={"PageSize": 1000}):
+        events.extend(page.get("events", []))
+    return events
+
+
+def describe_state_machine(client: Any, arn: str) -> dict[str, Any]:
+    """DescribeStateMachine, with a one-line error when it does not exist."""
+    try:
+        return dict(client.describe_state_machine(stateMachineArn=arn))
+    except client.exceptions.StateMachineDoesNotExist:
+        raise CommandError(f"no state machine {arn}") from None
