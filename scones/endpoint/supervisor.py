@@ -60,8 +60,13 @@ def _listening_socket(host: str, port: int) -> Any:
     return sock
 
 
+SUPERVISOR_PID_ENV = "SCONES_ENDPOINT_SUPERVISOR_PID"  # set for each worker it starts
+
+
 def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker if the supervisor disappears (best effort)."""
+    """Ask Linux to SIGTERM this worker when the supervisor disappears (best effort), and exit at
+    once if it already has: a supervisor killed while this worker was still starting (before the
+    prctl call) would otherwise leave it running forever."""
     import ctypes
     import signal
 
@@ -70,13 +75,16 @@ def _die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        os._exit(0)  # the supervisor died before the signal was armed
 
 
 def serve_worker() -> int:
     """One worker process: uvicorn (uvloop, httptools) on its own SO_REUSEPORT socket."""
+    _die_with_parent()  # first: before the slow imports, so the window it closes stays short
     import uvicorn
 
-    _die_with_parent()
     settings = Settings.from_env()
     configure_logging()
     config = uvicorn.Config(
@@ -109,7 +117,8 @@ def supervise(workers: int, *, restart_limit: int = 5) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     command = [sys.executable, "-m", ENTRY_MODULE, "--worker"]
-    procs = [subprocess.Popen(command) for _ in range(workers)]
+    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
+    procs = [subprocess.Popen(command, env=env) for _ in range(workers)]
     restarts = 0
     code = 0
     while not stopping:
@@ -124,7 +133,7 @@ def supervise(workers: int, *, restart_limit: int = 5) -> int:
                 log.error("endpoint workers keep dying: giving up", extra={"restarts": restarts})
                 stopping, code = True, 1
                 break
-            procs[i] = subprocess.Popen(command)
+            procs[i] = subprocess.Popen(command, env=env)
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
