@@ -144,7 +144,7 @@ def error_payload(exc: BaseException, request_id: str, *, skip_frames: int = 0) 
         "errorMessage": str(exc),
         "errorType": type(exc).__name__,
         "requestId": request_id,
-        "stackTrace": [line.rstrip("\n") for line in stack],
+        "stackTrace": list(stack),  # each entry ends in "\n", as the Python runtime writes it
     }
 
 

@@ -1,8 +1,10 @@
-"""Speed and memory fixes to moto 5.2.5 for the twin's long-running sfn server (optional).
+"""Speed, memory and fidelity fixes to moto 5.2.5 for the twin's long-running sfn server.
 
-None of them changes what an execution computes; without them the twin is slower and its memory
-grows with every execution. Each is one function, applied once per process by ``apply()``
-(``scones.twin.sfn_server`` applies all), each checked by ``tests/twin/test_moto_fixes.py``.
+None of them changes what an execution computes; without the speed and memory fixes the twin is
+slower and its memory grows with every execution; the fidelity fix makes the history's
+timestamps agree with DescribeExecution, as on AWS. Each is one function, applied once per
+process by ``apply()`` (``scones.twin.sfn_server`` applies all), each checked by
+``tests/twin/test_moto_fixes.py`` (the fidelity fix by ``tests/twin/test_moto_history.py``).
 They replace moto names through ``moto_targets.rebind`` (listed in ``moto_targets.TARGETS``);
 the two fixes to moto's HTTP layer (``Dispatcher``, ``app_without_debug``) replace nothing: the
 server hands them to moto's ``DomainDispatcherApplication`` itself.
@@ -17,6 +19,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -24,11 +27,13 @@ from moto.core.models import botocore_stubber
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.settings import moto_server_port
 from moto.stepfunctions.parser import utils as parser_utils
+from moto.stepfunctions.parser.api import HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramTimedOut
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -256,6 +261,52 @@ def bounded_executions() -> None:
     rebind(StepFunctionsParserBackend, "start_execution", start_execution)
 
 
+# ------------------------------------------------------------------------------------ fidelity
+
+_TERMINAL_EVENTS = frozenset(
+    {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
+)
+
+
+def _event_time(text: str) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def execution_times_from_history() -> None:
+    """The ``ExecutionStarted`` event carries the execution's ``startDate``, and ``stopDate`` is
+    the time of the execution's terminal event. Why: moto stamps ``ExecutionStarted`` in the
+    worker thread after parsing the definition (about 0.1-0.2 s after ``startDate`` for a
+    definition not parsed before) and reads the clock again for ``stopDate`` after writing the
+    terminal event; AWS reports each as one instant (see docs/graph.md, "Fidelity")."""
+    moto_environment = ExecutionWorker._get_evaluation_environment
+    moto_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    @functools.wraps(moto_environment)
+    def _get_evaluation_environment(self: Any) -> Any:
+        env = moto_environment(self)
+        started = self._evaluation_details.execution_details.start_time
+        moto_add = env.event_manager.add_event
+
+        def add_event(context: Any, event_type: Any, *args: Any, **kwargs: Any) -> Any:
+            if event_type == HistoryEventType.ExecutionStarted and not kwargs.get("timestamp"):
+                kwargs["timestamp"] = started
+            return moto_add(context, event_type, *args, **kwargs)
+
+        env.event_manager.add_event = add_event  # type: ignore[method-assign]
+        return env
+
+    @functools.wraps(moto_reflect)
+    def _reflect_execution_status(self: Any) -> None:
+        moto_reflect(self)
+        events = getattr(self.execution.exec_worker.env.event_manager, "_history_event_list", [])
+        kind = events[-1].get("type") if events else None
+        if getattr(kind, "value", kind) in _TERMINAL_EVENTS:
+            self.execution.stop_date = _event_time(events[-1]["timestamp"])
+
+    rebind(ExecutionWorker, "_get_evaluation_environment", _get_evaluation_environment)
+    rebind(BaseExecutionWorkerCommunication, "_reflect_execution_status", _reflect_execution_status)
+
+
 # ------------------------------------------------------------------------------- entry point
 
 FIXES: dict[str, Callable[[], None]] = {
@@ -264,6 +315,7 @@ FIXES: dict[str, Callable[[], None]] = {
     "cache_jsonpath": cache_jsonpath,
     "pool_programs": pool_programs,
     "bounded_executions": bounded_executions,
+    "execution_times_from_history": execution_times_from_history,
 }
 
 

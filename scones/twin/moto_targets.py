@@ -53,6 +53,15 @@ TARGETS: dict[str, str | None] = {
     f"{_PARSER}.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint": "(self)",
     f"{_PARSER}.backend.execution_worker.ExecutionWorker._execution_logic": "(self)",
     f"{_PARSER}.asl.parse.asl_parser.AmazonStateLanguageParser.parse": "(definition)",
+    f"{_PARSER}.backend.execution_worker.ExecutionWorker._get_evaluation_environment": "(self)",
+    f"{_PARSER}.backend.execution.BaseExecutionWorkerCommunication._reflect_execution_status": (
+        "(self)"
+    ),
+    f"{_PARSER}.asl.eval.event.event_manager.EventManager.add_event": (
+        "(self, context, event_type, event_details=None, timestamp=None,"
+        " update_source_event_id=True)"
+    ),
+    f"{_PARSER}.api.HistoryEventType": None,
     f"{_PARSER}.asl.eval.program_state.ProgramTimedOut": None,
     f"{_PARSER}.models.StepFunctionsParserBackend.start_execution": (
         "(self, state_machine_arn, name=None, execution_input=None, trace_header=None)"
