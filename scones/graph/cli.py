@@ -72,7 +72,7 @@ def handle(args: argparse.Namespace) -> int:
     """Read, draw, export; print where the files went."""
     from scones.errors import CommandError
     from scones.graph import source
-    from scones.graph.export import write_pack
+    from scones.graph.export import title_for, write_pack
     from scones.graph.history import execution_end
     from scones.graph.render import write_image
     from scones.settings import Settings
@@ -99,7 +99,8 @@ def handle(args: argparse.Namespace) -> int:
             + (f" ({ended['error']})" if ended.get("error") else "")
         )
     if args.output:
-        print(f"wrote {write_image(machine['definition'], events, args.output)}")
+        title = title_for(machine, execution, events)
+        print(f"wrote {write_image(machine['definition'], events, args.output, title=title)}")
     if args.export:
         written = write_pack(args.export, machine, execution, events)
         print(f"wrote {len(written)} files to {args.export}")

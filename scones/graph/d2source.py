@@ -6,6 +6,7 @@ node groups can be found again (``svg.node_ids``); labels are escaped D2 double-
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -54,11 +55,28 @@ def clip(text: str, limit: int = LABEL_LIMIT) -> str:
 
 
 def retry_line(retrier: Retrier) -> str:
-    """A short Retry note for a node: the first error name, ``+N`` for the others."""
-    errors = list(retrier.errors)
-    shown = errors[0] if errors else "?"
-    more = f" +{len(errors) - 1}" if len(errors) > 1 else ""
-    return f"Retry {shown}{more} x{retrier.max_attempts}"
+    """A short Retry note for a node: ``Retry EndpointUnavailableError x4``; several errors of
+    one family as ``Lambda.* (5)``, other lists as the first name and ``+N``."""
+    errors = list(retrier.errors) or ["?"]
+    families = {e.partition(".")[0] for e in errors if "." in e}
+    if len(errors) > 1 and len(families) == 1 and all("." in e for e in errors):
+        shown = f"{families.pop()}.* ({len(errors)})"
+    else:
+        shown = errors[0] + (f" +{len(errors) - 1}" if len(errors) > 1 else "")
+    return f"Retry {shown} x{retrier.max_attempts}"
+
+
+def cause_text(cause: str | None) -> str:
+    """The readable part of a cause: a Lambda error's ``errorMessage``, else the cause."""
+    if not cause:
+        return ""
+    try:
+        data = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(data, dict) and isinstance(data.get("errorMessage"), str):
+        return str(data["errorMessage"])
+    return cause
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -80,16 +98,16 @@ def node_label(node: Node, run: StateRun | None) -> str:
     lines = [node.name, kind]
     lines += [retry_line(r) for r in node.retriers]
     if run is not None:
-        status = run.status
+        status = run.status.replace("-", " ")
         if run.seconds is not None and run.status != "not-run":
             status += "  " + seconds_text(run.seconds)
         lines.append(status)
         if run.retries:
             lines.append(f"retried {run.retries}x")
-        if run.error:
+        if run.error and run.status in ("failed", "caught"):
             lines.append(clip(run.error))
         if run.cause and run.status in ("failed", "caught"):
-            lines.append(clip(run.cause))
+            lines.append(clip(cause_text(run.cause)))
     return "\n".join(lines)
 
 
@@ -153,12 +171,17 @@ def d2_source(
     graph: Graph,
     runs: Mapping[str, StateRun] | None = None,
     path: list[tuple[str, str]] | None = None,
+    title: str | None = None,
 ) -> D2Graph:
     """D2 source for ``graph``; with ``runs`` (``state_runs``'s result) coloured by status, the
     transitions in ``path`` (``(from, to)`` pairs the execution took) drawn bold, and a legend."""
     ids = {name: f"n{index}" for index, name in enumerate(graph.nodes)}
     ids[START], ids[END] = "start", "end"
     lines = ["direction: down"]
+    if title:
+        lines.append(
+            f"title: {quote(title)} {{shape: text; near: top-center; style.font-size: 22}}"
+        )
     if runs is not None:
         lines += _legend()
     lines.append('start: "Start" {shape: circle; width: 56; style: {fill: "#ffffff"}}')

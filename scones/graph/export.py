@@ -55,6 +55,18 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "state-machine"
 
 
+def title_for(
+    machine: dict[str, Any], execution: dict[str, Any] | None, events: list[dict[str, Any]] | None
+) -> str:
+    """The line above the graph: the state machine, and the execution with how it ended."""
+    title = str(machine.get("name") or machine.get("stateMachineArn") or "state machine")
+    if execution is None:
+        return title
+    title += f"  |  {execution.get('name')}: {execution.get('status')}"
+    error = execution_end(events or []).get("error") or execution.get("error")
+    return title + (f" ({error})" if error else "")
+
+
 def write_pack(
     folder: Path,
     machine: dict[str, Any],
@@ -73,11 +85,12 @@ def write_pack(
         written.append(write_json(folder / "execution-history.json", {"events": events or []}))
     svg = folder / "graph.svg"
     coloured = events if execution is not None else None
-    svg.write_text(render_svg(definition, coloured), "utf-8")
+    title = title_for(machine, execution, events)
+    svg.write_text(render_svg(definition, coloured, title=title), "utf-8")
     written.append(svg)
     png_problem = None
     try:
-        written.append(render_png(definition, coloured, folder / "graph.png"))
+        written.append(render_png(definition, coloured, folder / "graph.png", title=title))
     except PngUnavailableError as exc:
         png_problem = str(exc)
         print(f"scones graph: no graph.png: {exc}", file=sys.stderr)

@@ -25,7 +25,8 @@ from scones.graph.history import StateRun, state_runs, transitions
 from scones.graph.model import Graph, build_graph
 
 D2_TIMEOUT_S = 60
-LAYOUT = "elk"
+LAYOUT = "dagre"  # compared with ELK on the real state machine: fewer crossings, smaller
+PNG_SCALE = 0.5  # D2 rasterises at twice the SVG size; half keeps text sharp, files small
 
 
 class D2NotFoundError(CommandError):
@@ -62,6 +63,8 @@ def run_d2(source: str, output: Path, *, layout: str = LAYOUT) -> None:
         src.write_text(source, encoding="utf-8")
         env = dict(os.environ, D2_LAYOUT=layout)
         command = [str(binary), "--omit-version", "--pad", "24", str(src), str(output)]
+        if output.suffix.lower() == ".png":
+            command[1:1] = ["--scale", str(PNG_SCALE)]
         try:
             result = subprocess.run(
                 command, capture_output=True, text=True, timeout=D2_TIMEOUT_S, env=env, check=False
@@ -119,20 +122,28 @@ def annotate_svg(svg: str, d2: D2Graph, graph: Graph, runs: dict[str, StateRun] 
 
 
 def prepare(
-    definition: dict[str, Any] | str, events: list[dict[str, Any]] | None
+    definition: dict[str, Any] | str,
+    events: list[dict[str, Any]] | None,
+    title: str | None = None,
 ) -> tuple[Graph, dict[str, StateRun] | None, D2Graph]:
     """The graph, the state runs (None without ``events``) and the D2 source to render."""
     graph = build_graph(definition)
     runs = state_runs(definition, events) if events is not None else None
     path = transitions(events) if events is not None else None
-    return graph, runs, d2_source(graph, runs, path)
+    return graph, runs, d2_source(graph, runs, path, title)
 
 
-def render_svg(definition: dict[str, Any] | str, events: list[dict[str, Any]] | None = None) -> str:
+def render_svg(
+    definition: dict[str, Any] | str,
+    events: list[dict[str, Any]] | None = None,
+    *,
+    title: str | None = None,
+) -> str:
     """The state machine ``definition`` (dict or JSON text) as SVG text; with ``events`` (the
     GetExecutionHistory ``events`` list) coloured by what happened in that execution. Each
-    state's node group carries ``data-state`` (and ``data-status`` with ``events``)."""
-    graph, runs, d2 = prepare(definition, events)
+    state's node group carries ``data-state`` (and ``data-status`` with ``events``);
+    ``title`` is drawn above the graph."""
+    graph, runs, d2 = prepare(definition, events, title)
     with tempfile.TemporaryDirectory(prefix="scones-graph-") as tmp:
         output = Path(tmp) / "graph.svg"
         run_d2(d2.source, output)
@@ -141,24 +152,32 @@ def render_svg(definition: dict[str, Any] | str, events: list[dict[str, Any]] | 
 
 
 def render_png(
-    definition: dict[str, Any] | str, events: list[dict[str, Any]] | None, output: Path
+    definition: dict[str, Any] | str,
+    events: list[dict[str, Any]] | None,
+    output: Path,
+    *,
+    title: str | None = None,
 ) -> Path:
     """Write the same picture as ``render_svg`` to ``output`` as PNG (D2's own rasteriser)."""
-    _, _, d2 = prepare(definition, events)
+    _, _, d2 = prepare(definition, events, title)
     output.parent.mkdir(parents=True, exist_ok=True)
     run_d2(d2.source, output)
     return output
 
 
 def write_image(
-    definition: dict[str, Any] | str, events: list[dict[str, Any]] | None, output: Path
+    definition: dict[str, Any] | str,
+    events: list[dict[str, Any]] | None,
+    output: Path,
+    *,
+    title: str | None = None,
 ) -> Path:
     """Write ``output`` as SVG or PNG by its suffix; ``RenderError`` for any other suffix."""
     suffix = output.suffix.lower()
     if suffix == ".png":
-        return render_png(definition, events, output)
+        return render_png(definition, events, output, title=title)
     if suffix != ".svg":
         raise RenderError(f"{output}: the output must end in .svg or .png")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_svg(definition, events), encoding="utf-8")
+    output.write_text(render_svg(definition, events, title=title), encoding="utf-8")
     return output
