@@ -24,11 +24,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 BUCKET = "scones-images-graph-test"
 
 
-#: Small real GIFs whose bytes are ASCII (moto's SageMaker Runtime decodes bodies as UTF-8); the
-#: screen width differs so that moto, which answers the same body with the same queued result,
-#: sees a new image for each execution.
 def ascii_gif(width: int) -> bytes:
-    """A 1-pixel GIF with logical screen width ``width`` (1..127)."""
+    """A real 1-pixel GIF whose bytes are ASCII (moto's SageMaker Runtime decodes bodies as
+    UTF-8), with logical screen width ``width`` (1..127): moto answers a body it has seen with
+    the same queued result, so each execution gets its own image."""
     return (
         b"GIF89a" + bytes([width]) + b"\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00"
         b"\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"

@@ -22,10 +22,12 @@ FRONT = ["ReadInput", "CheckInput", "AddSettings"]
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workflow]:
-    with pytest.MonkeyPatch.context() as patch:
-        with deployed_workflow(tmp_path_factory.mktemp("aws")) as deployed:
-            run_canonical(deployed, patch)
-            yield deployed
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        deployed_workflow(tmp_path_factory.mktemp("aws")) as deployed,
+    ):
+        run_canonical(deployed, patch)
+        yield deployed
 
 
 def statuses(svg: str) -> dict[str, str]:
