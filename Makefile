@@ -84,12 +84,21 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	sleep 3
 	eval "$$($(SCONES) env)" && $(SCONES) monitor "s3://$$SCONES_BUCKET/data_capture" \
 	  --endpoint "$$SCONES_ENDPOINT_NAME" --output $(STATE)/monitor
+	@# the evidence packs: definition, execution, full history, graph (SVG + PNG), from the API
+	rm -rf $(STATE)/evidence
+	$(SCONES) graph --latest --status SUCCEEDED --export $(STATE)/evidence/succeeded
+	$(SCONES) graph --latest --status FAILED --error LowConfidenceError \
+	  --export $(STATE)/evidence/low-confidence \
+	  || echo "(no low-confidence execution in this run: no pack for it)"
 	@echo
 	@echo "Done. The twin is still running:"
 	@echo "  point boto3 / the AWS CLI at it:  eval \"\$$($(SCONES) env)\""
 	@echo "  monitoring report:                $(abspath $(STATE))/monitor/report.html"
 	@echo "  model report:                     $(abspath $(STATE))/model/metrics.json"
+	@echo "  evidence packs:                   $(abspath $(STATE))/evidence/{succeeded,low-confidence}/"
 	@echo "  stop it:                          $(SCONES) down   (or: make down)"
+	@echo
+	@echo "scones console  ->  http://127.0.0.1:8090"
 
 down: ## Stop the offline twin
 	@if [ -x $(SCONES) ]; then $(SCONES) down; fi

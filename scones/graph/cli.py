@@ -31,6 +31,7 @@ execution-history.json (every page), graph.svg, graph.png, manifest.json.
 Examples:
   scones graph --output workflow.svg
   scones graph --latest --status FAILED --output failed.png
+  scones graph --latest --status FAILED --error LowConfidenceError --export evidence/review
   scones graph --execution my-run-42 --export evidence/my-run-42
   scones graph --state-machine arn:aws:states:eu-west-1:123456789012:stateMachine:scones \\
       --latest --export evidence/latest
@@ -56,6 +57,11 @@ def register(subparsers: Any) -> None:
         choices=EXECUTION_STATUSES,
         help="with --latest: the newest execution with this status",
     )
+    parser.add_argument(
+        "--error",
+        metavar="NAME",
+        help="with --latest: the newest execution that failed with this error",
+    )
     parser.add_argument("--output", type=Path, metavar="FILE.svg|FILE.png", help="write the image")
     parser.add_argument("--export", type=Path, metavar="DIR", help="write the evidence pack")
     parser.set_defaults(func=handle)
@@ -77,8 +83,8 @@ def handle(args: argparse.Namespace) -> int:
     from scones.graph.render import write_image
     from scones.settings import Settings
 
-    if args.status and not args.latest:
-        raise CommandError("--status goes with --latest")
+    if (args.status or args.error) and not args.latest:
+        raise CommandError("--status and --error go with --latest")
     if not args.output and not args.export:
         raise CommandError("say where to write: --output FILE.svg|FILE.png and/or --export DIR")
     target = source.target_for(Settings.from_env(), args.state_machine)
@@ -90,7 +96,9 @@ def handle(args: argparse.Namespace) -> int:
             target.client, target.state_machine_arn, args.execution
         )
     elif args.latest:
-        execution = source.latest_execution(target.client, target.state_machine_arn, args.status)
+        execution = source.latest_execution(
+            target.client, target.state_machine_arn, args.status, args.error
+        )
     if execution is not None:
         events = source.execution_history(target.client, str(execution["executionArn"]))
         ended = execution_end(events)

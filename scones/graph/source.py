@@ -7,6 +7,7 @@ DescribeExecution, ListExecutions (newest first) and GetExecutionHistory (every 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ _ENDPOINT_VARIABLES = (
     "AWS_ENDPOINT_URL_STEPFUNCTIONS",
     "AWS_ENDPOINT_URL",
 )
+SCAN_LIMIT = 1000  # executions described at most to find one with a given error
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 
 
@@ -92,16 +94,32 @@ def resolve_execution(client: Any, state_machine_arn: str, reference: str) -> di
         ) from None
 
 
-def latest_execution(client: Any, state_machine_arn: str, status: str | None) -> dict[str, Any]:
-    """DescribeExecution of the newest execution (with ``status``, when given)."""
-    arguments: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": 1}
+def _executions(client: Any, state_machine_arn: str, status: str | None) -> Iterator[str]:
+    """Execution ARNs, newest first (ListExecutions, every page)."""
+    arguments: dict[str, Any] = {"stateMachineArn": state_machine_arn}
     if status:
         arguments["statusFilter"] = status
-    executions = client.list_executions(**arguments).get("executions", [])
-    if not executions:
-        which = f" with status {status}" if status else ""
-        raise ExecutionNotFoundError(f"{state_machine_arn} has no execution{which}")
-    return describe_execution(client, str(executions[0]["executionArn"]))
+    paginator = client.get_paginator("list_executions")
+    for page in paginator.paginate(**arguments, PaginationConfig={"PageSize": 100}):
+        for item in page.get("executions", []):
+            yield str(item["executionArn"])
+
+
+def latest_execution(
+    client: Any, state_machine_arn: str, status: str | None, error: str | None = None
+) -> dict[str, Any]:
+    """DescribeExecution of the newest execution with ``status`` (any when None) and, when
+    given, ``error`` (executions are described newest first, ``SCAN_LIMIT`` at most)."""
+    for seen, arn in enumerate(_executions(client, state_machine_arn, status)):
+        if seen >= SCAN_LIMIT:
+            break
+        described = describe_execution(client, arn)
+        if error is None or described.get("error") == error:
+            return described
+    wanted = ([f"status {status}"] if status else []) + ([f"error {error}"] if error else [])
+    which = f" with {' and '.join(wanted)}" if wanted else ""
+    limit = f" among its newest {SCAN_LIMIT}" if error else ""
+    raise ExecutionNotFoundError(f"{state_machine_arn} has no execution{which}{limit}")
 
 
 def execution_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:

@@ -203,3 +203,15 @@ def test_export_writes_the_evidence_pack(workflow: Workflow, tmp_path: Path) -> 
     assert manifest["ended"]["error"] == "LowConfidenceError"
     assert set(manifest["files"]) == set(names)
     assert statuses((pack / "graph.svg").read_text())["FilterInferences"] == "caught"
+
+
+def test_cli_latest_with_an_error_skips_other_failures(
+    workflow: Workflow, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "review.svg"
+    args = ["--latest", "--status", "FAILED", "--error", "LowConfidenceError"]
+    assert graph("--state-machine", workflow.machine_arn, *args, "--output", str(out)) == 0
+    assert "low-confidence: FAILED (LowConfidenceError)" in capsys.readouterr().out
+    args = ["--latest", "--status", "SUCCEEDED", "--error", "NoSuchError"]
+    assert graph("--state-machine", workflow.machine_arn, *args, "--output", str(out)) == 2
+    assert "no execution with status SUCCEEDED and error NoSuchError" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from scones.cli import main
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--status", "FAILED", "--output", "x.svg"], "--status goes with --latest"),
+        (["--status", "FAILED", "--output", "x.svg"], "--status and --error go with --latest"),
         (["--latest"], "say where to write"),
     ],
 )
