@@ -69,7 +69,7 @@ def deploy_function(lam: Any, spec: Any, role_arn: str) -> str:
         "MemorySize": spec.memory_size,
         "Environment": {"Variables": spec.environment},
     }
-    tags = {HANDLER_FILE_TAG: str(spec.handler_file), LOGICAL_ID_TAG: spec.logical_id}
+    tags = {**spec.tags, HANDLER_FILE_TAG: str(spec.handler_file), LOGICAL_ID_TAG: spec.logical_id}
     tags[LAYERS_TAG] = layers_tag(spec.layers)
     code = _zip_folder(spec.code_uri)
     try:
@@ -85,21 +85,45 @@ def deploy_function(lam: Any, spec: Any, role_arn: str) -> str:
     return str(arn)
 
 
-def deploy_state_machine(sfn: Any, spec: Any) -> str:
-    """Create or update the state machine; return its ARN."""
+def _existing_machine(sfn: Any, name: str) -> dict[str, Any] | None:
     for page in sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
-            if machine["name"] == spec.name:
-                sfn.update_state_machine(
-                    stateMachineArn=machine["stateMachineArn"],
-                    definition=spec.definition,
-                    roleArn=spec.role_arn,
-                )
-                return str(machine["stateMachineArn"])
+            if machine["name"] == name:
+                return dict(machine)
+    return None
+
+
+def deploy_state_machine(sfn: Any, spec: Any) -> str:
+    """Create or update the state machine (type, logging and tags too); return its ARN.
+
+    A machine's type cannot change: as CloudFormation does when ``WorkflowType`` changes, one of
+    the other type is replaced (deleted, with its executions, and created again).
+    """
+    logging = {"loggingConfiguration": spec.logging} if spec.logging else {}
+    machine = _existing_machine(sfn, spec.name)
+    if machine is not None:
+        arn = str(machine["stateMachineArn"])
+        if machine.get("type", "STANDARD") == spec.sm_type:
+            sfn.update_state_machine(
+                stateMachineArn=arn, definition=spec.definition, roleArn=spec.role_arn, **logging
+            )
+            if spec.tags:
+                sfn.tag_resource(resourceArn=arn, tags=_sfn_tags(spec.tags))
+            return arn
+        sfn.delete_state_machine(stateMachineArn=arn)
     created = sfn.create_state_machine(
-        name=spec.name, definition=spec.definition, roleArn=spec.role_arn, type=spec.sm_type
+        name=spec.name,
+        definition=spec.definition,
+        roleArn=spec.role_arn,
+        type=spec.sm_type,
+        tags=_sfn_tags(spec.tags),
+        **logging,
     )
     return str(created["stateMachineArn"])
+
+
+def _sfn_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in tags.items()]
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:

@@ -37,6 +37,11 @@ def filter_fn(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 
 @pytest.fixture
+def guard(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _cold("idle_endpoint_guard", monkeypatch)
+
+
+@pytest.fixture
 def lambda_context() -> LambdaContext:
     """A Lambda context object as the twin passes it (name, request id, remaining time)."""
     return LambdaContext(function_name="scones-test-function", memory_limit_in_mb=256, timeout_s=30)
@@ -54,13 +59,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("MAX_IMAGE_BYTES", "ENDPOINT_NAME", "CONFIDENCE_THRESHOLD"):
+    for name in ("MAX_IMAGE_BYTES", "ENDPOINT_NAME", "CONFIDENCE_THRESHOLD", "IDLE_HOURS"):
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def moto(aws_env: None) -> Iterator[None]:
-    """moto's in-memory AWS (S3, SageMaker Runtime, Lambda, Step Functions)."""
+    """moto's in-memory AWS (S3, SageMaker, SageMaker Runtime, CloudWatch, Lambda, Step Functions)."""
     from moto import mock_aws
 
     with mock_aws(

@@ -34,6 +34,14 @@ HANDLERS = {
     "ClassifyImageFunction": "classify_image",
     "FilterInferencesFunction": "filter_inferences",
 }
+#: Functions the template declares only under a condition: logical id -> (folder, the
+#: parameter overrides that deploy it).
+OPTIONAL_HANDLERS = {
+    "IdleEndpointGuardFunction": ("idle_endpoint_guard", {"IdleEndpointGuard": "enabled"}),
+}
+ALL_HANDLERS = {**HANDLERS, **{k: folder for k, (folder, _) in OPTIONAL_HANDLERS.items()}}
+#: Overrides that switch every optional part of the template on.
+EVERYTHING_ON = {k: v for _, overrides in OPTIONAL_HANDLERS.values() for k, v in overrides.items()}
 #: The ASL's Task states and the function each one invokes.
 TASK_FUNCTIONS = {
     "SerializeImage": "SerializeImageFunction",
@@ -59,13 +67,19 @@ def project_app() -> TwinApp:
     return read_app(PROJECT)
 
 
+@functools.cache
+def full_app() -> TwinApp:
+    """The project's SAM app with every optional function deployed (``EVERYTHING_ON``)."""
+    return read_app(PROJECT, parameter_overrides=EVERYTHING_ON)
+
+
 def load_handler(folder: str) -> ModuleType:
     """The handler module of ``functions/<folder>``, imported as the twin imports it.
 
     ``lambda_runtime.load_handler`` puts the function's layer folders on ``sys.path`` first and
     imports the module once per process, as Lambda does per execution environment.
     """
-    spec = next(f for f in project_app().functions.values() if f.code_uri.name == folder)
+    spec = next(f for f in full_app().functions.values() if f.code_uri.name == folder)
     handler = lambda_runtime.load_handler(spec.handler_file, spec.handler_name, spec.layers)
     return sys.modules[handler.__module__]
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sam_helpers import HANDLERS, PROJECT, read_template, sam_executable
+from sam_helpers import ALL_HANDLERS, PROJECT, read_template, sam_executable
 
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
 
@@ -93,7 +93,7 @@ def test_sam_build_without_containers(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (build / "template.yaml").is_file()
-    for logical_id, folder in HANDLERS.items():
+    for logical_id, folder in ALL_HANDLERS.items():  # sam build builds conditional ones too
         built = build / logical_id / "app.py"
         assert built.read_text() == (PROJECT / "functions" / folder / "app.py").read_text()
     layer = build / "CommonLayer" / "python" / "scones_common.py"  # what Lambda puts on sys.path
@@ -135,7 +135,7 @@ def test_globals_merge_like_the_sam_translator(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     translated = json.loads(result.stdout)
     template = read_template()
-    assert set(translated) == set(HANDLERS)
+    assert set(translated) == set(ALL_HANDLERS)
     for logical_id, props in translated.items():
         merged = merge_globals(
             template["Globals"]["Function"], template["Resources"][logical_id]["Properties"]

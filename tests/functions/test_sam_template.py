@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 from sam_helpers import (
+    ALL_HANDLERS,
     ASL,
     EVENTS,
     HANDLERS,
     PROJECT,
     TASK_FUNCTIONS,
+    full_app,
     load_handler,
     policy_statements,
-    project_app,
     read_event,
     read_template,
     wildcard_grants,
@@ -120,10 +121,10 @@ def test_globals(template: dict[str, Any]) -> None:
     assert function["Tracing"] == "Active"
 
 
-def test_three_functions_one_folder_each(template: dict[str, Any]) -> None:
+def test_one_folder_per_function(template: dict[str, Any]) -> None:
     functions = resources_of(template, "AWS::Serverless::Function")
-    assert set(functions) == set(HANDLERS)
-    for logical_id, folder in HANDLERS.items():
+    assert set(functions) == set(ALL_HANDLERS)
+    for logical_id, folder in ALL_HANDLERS.items():
         code_uri = functions[logical_id]["Properties"]["CodeUri"]
         assert code_uri.rstrip("/") == f"functions/{folder}"
         app = PROJECT / code_uri / "app.py"
@@ -142,9 +143,9 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
+@pytest.mark.parametrize("folder", sorted(ALL_HANDLERS.values()))
 def test_handlers_need_only_the_standard_library_boto3_and_their_layer(folder: str) -> None:
-    spec = next(f for f in project_app().functions.values() if f.code_uri.name == folder)
+    spec = next(f for f in full_app().functions.values() if f.code_uri.name == folder)
     layer_modules = {p.stem for layer in spec.layers for p in layer.glob("*.py")}
     outside = imported_modules(spec.handler_file) - set(sys.stdlib_module_names)
     outside -= {"boto3", "botocore"} | layer_modules
@@ -157,7 +158,7 @@ def test_handlers_need_only_the_standard_library_boto3_and_their_layer(folder: s
 
 def test_every_function_gets_the_common_layer_from_globals(template: dict[str, Any]) -> None:
     assert template["Globals"]["Function"]["Layers"] == [{"Ref": "CommonLayer"}]
-    for function in project_app().functions.values():
+    for function in full_app().functions.values():
         assert function.layers == (COMMON,), function.logical_id
 
 
@@ -225,7 +226,7 @@ def test_the_layers_errors_are_still_caught_by_name(task: str, logical_id: str) 
 
 
 def test_each_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
-    for logical_id in HANDLERS:
+    for logical_id in ALL_HANDLERS:
         function = template["Resources"][logical_id]["Properties"]
         group = function["LoggingConfig"]["LogGroup"]["Ref"]
         assert template["Resources"][group]["Properties"]["RetentionInDays"] == {
@@ -236,7 +237,7 @@ def test_each_function_has_a_log_group_with_retention(template: dict[str, Any]) 
 def test_environment_variables_do_not_clash_between_functions(template: dict[str, Any]) -> None:
     """The twin runs all functions in one process with the union of their variables."""
     seen: dict[str, Any] = {}
-    for logical_id in HANDLERS:
+    for logical_id in ALL_HANDLERS:
         variables = (
             template["Resources"][logical_id]["Properties"]
             .get("Environment", {})
@@ -248,6 +249,7 @@ def test_environment_variables_do_not_clash_between_functions(template: dict[str
         "MAX_IMAGE_BYTES": {"Ref": "MaxImageBytes"},
         "ENDPOINT_NAME": {"Ref": "EndpointName"},
         "CONFIDENCE_THRESHOLD": {"Ref": "ConfidenceThreshold"},
+        "IDLE_HOURS": {"Ref": "IdleHours"},
     }
 
 
@@ -419,9 +421,13 @@ def test_an_upload_under_the_prefix_starts_an_execution_with_the_events_detail(
     assert not _matches(pattern, folder)
 
 
-def test_state_machine_logs_without_execution_data(template: dict[str, Any]) -> None:
+def test_state_machine_logging_follows_execution_logs(template: dict[str, Any]) -> None:
     logging = template["Resources"]["ImageClassificationStateMachine"]["Properties"]["Logging"]
-    assert logging["IncludeExecutionData"] is False  # states carry image bytes
+    assert logging["Level"] == {"Fn::If": ["FullExecutionLogs", "ALL", "ERROR"]}
+    # states carry image bytes: execution data only when full logs are asked for (or EXPRESS)
+    assert logging["IncludeExecutionData"] == {"Fn::If": ["FullExecutionLogs", True, False]}
+    group = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert group == {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}
 
 
 def test_outputs(template: dict[str, Any]) -> None:
@@ -449,7 +455,7 @@ def test_allowed_thresholds_are_json_numbers_for_the_asl(template: dict[str, Any
             assert 0 < json.loads(value) <= 1, value
 
 
-@pytest.mark.parametrize("folder", sorted(HANDLERS.values()))
+@pytest.mark.parametrize("folder", sorted(ALL_HANDLERS.values()))
 def test_handlers_never_print(folder: str) -> None:
     """Handlers log structured lines through `logging`; print() could leak events or image data."""
     tree = ast.parse((PROJECT / "functions" / folder / "app.py").read_text())

@@ -219,3 +219,112 @@ def test_layer_folders_travel_in_one_function_tag(tmp_path: Path) -> None:
     value = lambda_runtime.layers_tag(folders)
     assert lambda_runtime.layers_from_tag(value) == folders
     assert lambda_runtime.layers_from_tag(None) == lambda_runtime.layers_from_tag("") == ()
+
+
+# ------------------------------------------------------------------------------ cost parameters
+
+COMBINATIONS = [
+    (workflow, guard) for workflow in ("STANDARD", "EXPRESS") for guard in ("disabled", "enabled")
+]
+GUARD = "IdleEndpointGuardFunction"
+
+
+@pytest.mark.parametrize(("workflow", "guard"), COMBINATIONS)
+def test_the_cost_conditions_as_the_twin_reads_them(workflow: str, guard: str) -> None:
+    """WorkflowType x IdleEndpointGuard: what each of the four combinations deploys."""
+    app = t.read_app(
+        PROJECT, parameter_overrides={"WorkflowType": workflow, "IdleEndpointGuard": guard}
+    )
+    machine = app.state_machine
+    assert machine.sm_type == workflow
+    express = workflow == "EXPRESS"
+    # ExecutionLogs=auto: everything, with data, for EXPRESS (its only record); errors otherwise
+    assert machine.logging["level"] == ("ALL" if express else "ERROR")
+    assert machine.logging["includeExecutionData"] is express
+    (destination,) = machine.logging["destinations"]
+    group = destination["cloudWatchLogsLogGroup"]["logGroupArn"]
+    assert group == (
+        f"arn:aws:logs:{app.region}:123456789012:log-group:"
+        f"/aws/vendedlogs/states/{app.stack_name}-ImageClassification:*"
+    )
+    assert (GUARD in app.functions) is (guard == "enabled")
+    if guard == "enabled":
+        spec = app.function(GUARD)
+        assert spec.environment == {"ENDPOINT_NAME": app.endpoint_name, "IDLE_HOURS": "24"}
+        assert spec.handler_file == PROJECT / "functions/idle_endpoint_guard/app.py"
+        assert spec.layers == (PROJECT / "functions" / "common",)
+    for spec in [*app.functions.values()]:
+        assert spec.tags == {"project": "scones"}, spec.logical_id
+    assert machine.tags == {"project": "scones"}
+
+
+@pytest.mark.parametrize(
+    ("workflow", "logs", "level", "data"),
+    [
+        ("STANDARD", "full", "ALL", True),
+        ("STANDARD", "errors", "ERROR", False),
+        ("EXPRESS", "errors", "ERROR", False),
+        ("EXPRESS", "full", "ALL", True),
+    ],
+)
+def test_execution_logs_can_be_chosen(workflow: str, logs: str, level: str, data: bool) -> None:
+    overrides = {"WorkflowType": workflow, "ExecutionLogs": logs}
+    logging = t.read_app(PROJECT, parameter_overrides=overrides).state_machine.logging
+    assert (logging["level"], logging["includeExecutionData"]) == (level, data)
+
+
+def test_cost_parameters_are_checked() -> None:
+    for bad in ({"WorkflowType": "express"}, {"IdleEndpointGuard": "on"}, {"ExecutionLogs": "all"}):
+        with pytest.raises(t.TemplateError, match="not one of"):
+            t.read_app(PROJECT, parameter_overrides=bad)
+
+
+def test_samconfig_stack_tags_reach_every_resource_the_twin_creates(app_root: Path) -> None:
+    (app_root / "samconfig.toml").write_text(
+        '[default.deploy.parameters]\ntags = "project=scones team=\\"image review\\""\n'
+    )
+    app = t.read_app(app_root)
+    assert app.state_machine.tags == {"project": "scones", "team": "image review"}
+    for spec in app.functions.values():
+        assert spec.tags == {"project": "scones", "team": "image review"}
+
+
+def test_express_and_back_replaces_the_state_machine_in_moto(
+    app_root: Path, settings_for: object, tmp_path: Path
+) -> None:
+    """moto keeps an Express machine and runs it as it runs a Standard one (DescribeExecution,
+    history); the type of a machine cannot change, so a changed WorkflowType replaces it."""
+    from sample_deploy import deploy_sample, run
+
+    from scones.twin import deploy
+    from scones.twin.clients import twin_clients
+
+    settings = settings_for(app_root)  # type: ignore[operator]
+    text = (app_root / "template.yaml").read_text()
+    express = text.replace(
+        'Name: !Sub "${AWS::StackName}-Machine"\n',
+        'Name: !Sub "${AWS::StackName}-Machine"\n      Type: EXPRESS\n'
+        "      Tags: { project: scones }\n",
+    )
+    assert express != text
+    (app_root / "template.yaml").write_text(express)
+    _, sfn, _, machine = deploy_sample(settings)
+    described = sfn.describe_state_machine(stateMachineArn=machine)
+    assert described["type"] == "EXPRESS"
+    assert sfn.list_tags_for_resource(resourceArn=machine)["tags"] == [
+        {"key": "project", "value": "scones"}
+    ]
+    name = f"express-{uuid.uuid4().hex[:8]}"
+    done = run(sfn, machine, {"counter": str(tmp_path / "calls"), "fail_times": 1}, name)
+    assert done["status"] == "SUCCEEDED", done
+    history = sfn.get_execution_history(executionArn=done["executionArn"])["events"]
+    assert history[0]["type"] == "ExecutionStarted"
+    assert history[-1]["type"] == "ExecutionSucceeded"
+
+    (app_root / "template.yaml").write_text(text)  # back to STANDARD: replaced
+    standard = t.read_app(app_root).state_machine
+    (sfn2,) = twin_clients(settings, "stepfunctions")
+    assert deploy.deploy_state_machine(sfn2, standard) == machine
+    assert sfn2.describe_state_machine(stateMachineArn=machine)["type"] == "STANDARD"
+    executions = sfn2.list_executions(stateMachineArn=machine)["executions"]
+    assert executions == []  # the replaced machine's executions went with it

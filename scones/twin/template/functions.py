@@ -74,6 +74,19 @@ def _environment(resolver: Resolver, logical_id: str, props: dict[str, Any]) -> 
     return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
 
 
+def tag_map(resolver: Resolver, logical_id: str, tags: Any) -> dict[str, str]:
+    """A SAM resource's ``Tags`` (a map) or a CloudFormation one's (``[{Key, Value}]``) as a dict."""
+    value = resolver.resolve(tags or {})
+    if isinstance(value, list):
+        try:
+            return {str(item["Key"]): str(item["Value"]) for item in value}
+        except (KeyError, TypeError):
+            raise TemplateError(f"{logical_id}: Tags must be a list of Key/Value maps") from None
+    if not isinstance(value, dict):
+        raise TemplateError(f"{logical_id}: Tags must be a map")
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def read_function(
     resolver: Resolver, root: Path, logical_id: str, props: dict[str, Any]
 ) -> FunctionSpec:
@@ -95,6 +108,7 @@ def read_function(
         memory_size=int(resolver.resolve(props.get("MemorySize")) or 128),
         environment=_environment(resolver, logical_id, props),
         layers=tuple(layer_folder(resolver, root, layer) for layer in props.get("Layers") or []),
+        tags=tag_map(resolver, logical_id, props.get("Tags")),
     )
     if not spec.handler_file.is_file():
         raise TemplateNotFoundError(

@@ -33,6 +33,7 @@ _NAME_PROPERTY = {
     "AWS::StepFunctions::StateMachine": "StateMachineName",
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::Lambda::LayerVersion": "LayerName",
+    "AWS::Logs::LogGroup": "LogGroupName",
 }
 # ARN templates by type ({partition}, {region}, {account} and {name} filled in).
 _ARN = {
@@ -44,6 +45,8 @@ _ARN = {
         for t in STATE_MACHINE_TYPES
     },
     **{t: "arn:{partition}:lambda:{region}:{account}:layer:{name}:1" for t in LAYER_TYPES},
+    # what CloudFormation's GetAtt gives for a log group: its ARN with ":*" at the end
+    "AWS::Logs::LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}:*",
 }
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 

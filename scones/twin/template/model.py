@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class FunctionSpec:
     #: Folders to put on ``sys.path`` for the function's layers, in the template's order
     #: (what Lambda unpacks to ``/opt/python``).
     layers: tuple[Path, ...] = ()
+    #: Its tags: samconfig.toml's stack tags, then the function's ``Tags`` (Globals merged).
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def handler_file(self) -> Path:
@@ -65,6 +67,11 @@ class StateMachineSpec:
     role_arn: str
     sm_type: str
     rules: tuple[EventRule, ...]
+    #: ``loggingConfiguration`` as CreateStateMachine takes it (``level``, ``includeExecutionData``,
+    #: ``destinations``); empty when the template sets no ``Logging``.
+    logging: dict[str, Any] = field(default_factory=dict)
+    #: Its tags: samconfig.toml's stack tags, then the state machine's ``Tags``.
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def incoming_prefix(self) -> str:

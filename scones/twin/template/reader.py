@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ def read_app(
         raise TemplateError(
             f"{template_path.name} must declare exactly one state machine, found {len(machines)}"
         )
+    if config.tags:  # CloudFormation copies the stack's tags; a resource's own tags win
+        functions = {k: replace(f, tags={**config.tags, **f.tags}) for k, f in functions.items()}
+        machines[0] = replace(machines[0], tags={**config.tags, **machines[0].tags})
     return TwinApp(
         stack_name=stack,
         region=region,

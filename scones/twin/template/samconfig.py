@@ -18,6 +18,8 @@ class SamConfig:
     stack_name: str | None = None
     region: str | None = None
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    #: ``tags``: the stack tags CloudFormation copies to every resource that takes tags.
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def parse_parameter_overrides(value: str | list[str] | None) -> dict[str, str]:
@@ -58,4 +60,5 @@ def load_samconfig(path: Path, environment: str = "default") -> SamConfig:
         stack_name=params.get("stack_name"),
         region=params.get("region"),
         parameter_overrides=parse_parameter_overrides(params.get("parameter_overrides")),
+        tags=parse_parameter_overrides(params.get("tags")),  # the same Key=Value syntax
     )

@@ -14,6 +14,7 @@ from scones.twin.template.errors import (
     TemplateNotFoundError,
     UnresolvedPlaceholderError,
 )
+from scones.twin.template.functions import tag_map
 from scones.twin.template.intrinsics import ACCOUNT_ID, PARTITION, Resolver
 from scones.twin.template.model import EventRule, StateMachineSpec
 
@@ -77,6 +78,24 @@ def _raw_definition(
     raise MissingPropertyError(f"{logical_id}: no DefinitionUri or Definition")
 
 
+def _logging(resolver: Resolver, logging: Any) -> dict[str, Any]:
+    """SAM's ``Logging`` (CloudFormation's LoggingConfiguration) in the API's lower-case shape."""
+    value = resolver.resolve(logging or {})
+    if not isinstance(value, dict) or not value:
+        return {}
+    result: dict[str, Any] = {"level": str(value.get("Level", "OFF"))}
+    if "IncludeExecutionData" in value:
+        result["includeExecutionData"] = value["IncludeExecutionData"] in (True, "true", "True")
+    destinations = []
+    for destination in value.get("Destinations") or []:
+        group = (destination or {}).get("CloudWatchLogsLogGroup") or {}
+        if group.get("LogGroupArn"):
+            destinations.append({"cloudWatchLogsLogGroup": {"logGroupArn": group["LogGroupArn"]}})
+    if destinations:
+        result["destinations"] = destinations
+    return result
+
+
 def _role_arn(resolver: Resolver, logical_id: str, role: Any) -> str:
     if not role:
         return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{resolver.stack_name}-{logical_id}Role"
@@ -106,4 +125,6 @@ def read_state_machine(
         role_arn=_role_arn(resolver, logical_id, props.get("Role")),
         sm_type=str(resolver.resolve(props.get("Type")) or "STANDARD"),
         rules=_rules(resolver, props),
+        logging=_logging(resolver, props.get("Logging")),
+        tags=tag_map(resolver, logical_id, props.get("Tags")),
     )
