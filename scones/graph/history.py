@@ -85,6 +85,7 @@ class _Entry:
     exited: bool = False
     output: str | None = None
     next_state: str | None = None
+    kind: str = ""  # Task, Choice, Parallel, ... (from the StateEntered event type)
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -122,36 +123,51 @@ class _Reading:
     cause: str | None = None
 
 
+def _owner(kind: str, last: _Entry | None, open_entries: dict[str, _Entry]) -> _Entry | None:
+    """The entry a task or branch event belongs to: a Parallel/Map state's own events go to the
+    newest open entry of that type, the others to the newest entry."""
+    for family in ("Parallel", "Map"):
+        if kind.startswith(family + "State"):
+            boxes = [e for e in open_entries.values() if e.kind == family]
+            return boxes[-1] if boxes else last
+    return last
+
+
 def _read(events: list[dict[str, Any]]) -> _Reading:
     reading = _Reading(entries=[])
     open_entries: dict[str, _Entry] = {}
-    last: _Entry | None = None  # the entry task events belong to
+    waiting: list[_Entry] = []  # ended entries whose next state is not known yet
+    last: _Entry | None = None
     for event in sorted(events, key=lambda e: int(e.get("id", 0))):
         kind = str(event.get("type", ""))
         when = timestamp(event.get("timestamp"))
         details = _details(event)
+        owner = _owner(kind, last, open_entries)
         if kind.endswith("StateEntered"):
             name = str(details.get("name", ""))
-            if last is not None and last.next_state is None:
-                last.next_state = name
-            entry = _Entry(name=name, start=when, input=details.get("input"))
+            for ended in waiting:
+                ended.next_state = name
+            waiting.clear()
+            entry = _Entry(name, when, details.get("input"), kind=kind[: -len("StateEntered")])
             reading.entries.append(entry)
             open_entries[name] = entry
             last = entry
         elif kind.endswith("StateExited"):
-            entry_or_none = open_entries.pop(str(details.get("name", "")), None)
-            if entry_or_none is not None:
-                entry_or_none.end, entry_or_none.exited = when, True
-                entry_or_none.output = details.get("output")
-        elif last is not None and kind in _SCHEDULED:
-            last.attempts += 1
-            last.failed, last.error, last.cause = False, None, None
-        elif last is not None and kind in _ATTEMPT_SUCCEEDED:
-            last.failed = False
-        elif last is not None and kind in _ATTEMPT_FAILED:
-            last.failed = True
-            last.error, last.cause = details.get("error"), details.get("cause")
-            last.end = when
+            exited = open_entries.pop(str(details.get("name", "")), None)
+            if exited is not None:
+                exited.end, exited.exited = when, True
+                exited.output = details.get("output")
+                waiting.append(exited)
+        elif owner is not None and kind in _SCHEDULED:
+            owner.attempts += 1
+            owner.failed, owner.error, owner.cause = False, None, None
+        elif owner is not None and kind in _ATTEMPT_SUCCEEDED:
+            owner.failed = False
+        elif owner is not None and kind in _ATTEMPT_FAILED:
+            owner.failed, owner.end = True, when
+            owner.error, owner.cause = details.get("error"), details.get("cause")
+            if owner not in waiting:
+                waiting.append(owner)
         elif kind in _EXECUTION_END:
             reading.end_status, reading.end_time = _EXECUTION_END[kind], when
             reading.error, reading.cause = details.get("error"), details.get("cause")

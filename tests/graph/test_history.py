@@ -173,3 +173,41 @@ def test_timestamps_in_every_form() -> None:
     assert timestamp(T0.timestamp()) == T0
     assert timestamp(T0.replace(tzinfo=None)) == T0
     assert timestamp("not a time") is None and timestamp(None) is None
+
+
+def test_a_parallel_box_failing_into_its_catch() -> None:
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Inner",
+                        "States": {"Inner": {"Type": "Task", "Resource": "arn:x", "End": True}},
+                    }
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Bad"}],
+                "End": True,
+            },
+            "Bad": {"Type": "Fail", "Error": "E"},
+        },
+    }
+    h = (
+        History()
+        .add("ExecutionStarted", 0)
+        .state("Parallel", "Both", 0)
+        .add("ParallelStateStarted", 0)
+    )
+    h.state("Task", "Inner", 0.1).attempt(0.1, "Boom")
+    h.add(
+        "ParallelStateFailed", 0.7, parallelStateFailedEventDetails={"error": "Boom", "cause": "c"}
+    )
+    h.add("ParallelStateExited", 0.7, stateExitedEventDetails={"name": "Both"})
+    h.state("Fail", "Bad", 0.8).add(
+        "ExecutionFailed", 0.9, executionFailedEventDetails={"error": "E"}
+    )
+    runs = state_runs(definition, h.events)
+    assert (runs["Both"].status, runs["Both"].caught_by) == ("caught", ["States.ALL"])
+    assert runs["Both"].error == "Boom" and runs["Bad"].status == "failed"
+    assert runs["Inner"].status == "failed"  # branch states are reported too (not drawn)
