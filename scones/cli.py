@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scones.monitor.cli",  # scones monitor
     "scones.graph.cli",  # scones graph
     "scones.console.cli",  # scones console
+    "scones.cost.cli",  # scones cost
     "scones.sagemaker_cli",  # scones sagemaker ...
 )
 

@@ -34,6 +34,7 @@ def test_every_stage_registers_its_commands() -> None:
         "monitor",
         "graph",
         "console",
+        "cost",
         "sagemaker",
     }
     missing = expected - names
