@@ -99,5 +99,7 @@ class Settings:
             "AWS_ENDPOINT_URL_STEPFUNCTIONS": self.moto_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.moto_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.endpoint_url,  # Describe/Delete/ListEndpoints only
             "AWS_ENDPOINT_URL_STS": self.moto_url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": self.moto_url,  # the endpoint's Invocations metric
         }

@@ -1,10 +1,13 @@
 """The endpoint server's ASGI app: routing, invocations, Data Capture, lifespan.
 
 Routes: ``POST /endpoints/{name}/invocations`` (the path boto3's ``sagemaker-runtime`` client
-calls, with SageMaker's error shapes), and the SageMaker container contract, ``GET /ping`` and
-``POST /invocations`` (when exactly one endpoint is registered). Successful invocations are
+calls, with SageMaker's error shapes), the SageMaker container contract, ``GET /ping`` and
+``POST /invocations`` (when exactly one endpoint is registered), and ``POST /`` for the few
+SageMaker control-plane operations of ``control`` (DescribeEndpoint, DeleteEndpoint, ListEndpoints). Successful invocations are
 written to S3 in Data Capture format when the endpoint enables it (see ``capture``). One app per
-worker process (``create_app``); the models and batching are in ``model``.
+worker process (``create_app``); the models and batching are in ``model``. Each invocation of a
+known endpoint is counted for its ``AWS/SageMaker`` ``Invocations`` metric, which a background
+thread publishes to the twin's CloudWatch (``metrics``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from scones.endpoint import registry
+from scones.endpoint import control, registry
 from scones.endpoint.capture import CaptureEvent, CaptureWriter
+from scones.endpoint.metrics import InvocationMetrics, cloudwatch_client
 from scones.endpoint.model import Endpoint, EndpointCache, Outcome
 from scones.endpoint.responses import (
     ACCOUNT_ID,
@@ -48,9 +52,15 @@ log = logging.getLogger("scones.endpoint")
 class EndpointServer:
     """The ASGI application (create one per worker process with ``create_app``)."""
 
-    def __init__(self, settings: Settings, writer: CaptureWriter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: CaptureWriter | None = None,
+        metrics: InvocationMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.writer = writer
+        self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.endpoints = EndpointCache(settings, self.executor)
 
@@ -71,6 +81,11 @@ class EndpointServer:
                 return await self._invoke_container(scope, receive)
             except HttpError as exc:
                 return plain_error(exc)
+        if path == "/" and method == "POST":  # SageMaker's control plane (JSON 1.1 protocol)
+            target = request_headers(scope).get("x-amz-target", "")
+            body, _ = await read_body(receive)
+            loop = asyncio.get_running_loop()  # the registry reads and deletes files
+            return await loop.run_in_executor(None, control.handle, self.settings, target, body)
         try:
             if path.startswith("/endpoints/") and path.endswith("/invocations"):
                 if method != "POST":
@@ -87,11 +102,15 @@ class EndpointServer:
             if message["type"] == "lifespan.startup":
                 if self.writer is not None:
                     self.writer.start()
+                if self.metrics is not None:
+                    self.metrics.start()
                 log.info("endpoint server worker ready", extra={"pid": os.getpid()})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.writer is not None:
                     await self._close_writer(self.writer)
+                if self.metrics is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self.metrics.close)
                 self.executor.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -125,6 +144,8 @@ class EndpointServer:
             raise ValidationError(
                 f"Variant {target} not found for endpoint {name} of account {ACCOUNT_ID}."
             )
+        if self.metrics is not None:
+            self.metrics.count(endpoint.name, endpoint.variant)
         if endpoint.batcher is None:
             raise ModelError(name, 500, f"the model failed to load: {endpoint.load_error}")
         content_type = headers.get("content-type", "application/octet-stream")
@@ -156,6 +177,8 @@ class EndpointServer:
         endpoint = await self.endpoints.get(names[0])
         if endpoint is None or endpoint.batcher is None:
             raise HttpError("the model is not loaded")
+        if self.metrics is not None:
+            self.metrics.count(endpoint.name, endpoint.variant)
         content_type = headers.get("content-type", "application/octet-stream")
         outcome = await endpoint.batcher.infer(body, content_type, headers.get("accept", "*/*"))
         if outcome.status != 200:
@@ -208,4 +231,6 @@ def create_app() -> EndpointServer:
     """uvicorn factory: one app (and one capture writer) per worker process."""
     settings = Settings.from_env()
     flush = float(os.environ.get("SCONES_CAPTURE_FLUSH_SECONDS", "2"))
-    return EndpointServer(settings, CaptureWriter(_s3_client, flush_interval=flush))
+    metrics_flush = float(os.environ.get("SCONES_METRICS_FLUSH_SECONDS", "5"))
+    metrics = InvocationMetrics(cloudwatch_client, flush_interval=metrics_flush)
+    return EndpointServer(settings, CaptureWriter(_s3_client, flush_interval=flush), metrics)

@@ -150,6 +150,14 @@ def overrides_file(settings: Settings) -> Path:
     return settings.home / "bridge" / "parameter_overrides.json"
 
 
+def deployed_overrides(settings: Settings) -> dict[str, str]:
+    """The ``--parameter-overrides`` of the last ``scones deploy --local`` ({} before any)."""
+    try:
+        return dict(json.loads(overrides_file(settings).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return {}
+
+
 def restore_workflow(settings: Settings) -> bool:
     """Re-create the last deployment's functions and state machine (moto keeps no state on disk).
 
@@ -160,10 +168,7 @@ def restore_workflow(settings: Settings) -> bool:
 
     if not settings.deployed_file.exists():
         return False
-    try:
-        overrides = json.loads(overrides_file(settings).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        overrides = {}
+    overrides = deployed_overrides(settings)
     app = read_app(settings.project_root, region=settings.region, parameter_overrides=overrides)
     deploy_workflow(settings, app)
     return True

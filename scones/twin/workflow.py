@@ -18,7 +18,7 @@ from typing import Any
 from scones.errors import CommandError
 from scones.settings import Settings
 from scones.twin.clients import twin_clients, unreachable
-from scones.twin.deploy import read_deployed
+from scones.twin.deploy import deployed_overrides, read_deployed
 
 
 def invoke_local(settings: Settings, logical_id: str, event: Any) -> tuple[Any, bool]:
@@ -26,7 +26,8 @@ def invoke_local(settings: Settings, logical_id: str, event: Any) -> tuple[Any, 
     from scones.twin import lambda_runtime
     from scones.twin.template import read_app
 
-    app = read_app(settings.project_root, region=settings.region)
+    overrides = deployed_overrides(settings)  # what `scones deploy --local` deployed
+    app = read_app(settings.project_root, region=settings.region, parameter_overrides=overrides)
     spec = app.function(logical_id)
     os.environ.update(settings.aws_env())
     lambda_runtime.apply_environment(spec.environment)
