@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -328,3 +329,30 @@ def test_express_and_back_replaces_the_state_machine_in_moto(
     assert sfn2.describe_state_machine(stateMachineArn=machine)["type"] == "STANDARD"
     executions = sfn2.list_executions(stateMachineArn=machine)["executions"]
     assert executions == []  # the replaced machine's executions went with it
+
+
+def test_a_redeploy_updates_logging_and_tags_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from scones.twin.deploy import deploy_state_machine
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)  # moto intercepts AWS's own endpoints only
+    with mock_aws():
+        sfn = boto3.client("stepfunctions")
+        arn = deploy_state_machine(sfn, t.read_app(PROJECT).state_machine)
+        assert (
+            sfn.describe_state_machine(stateMachineArn=arn)["loggingConfiguration"]["level"]
+            == "ERROR"
+        )
+        full = t.read_app(PROJECT, parameter_overrides={"ExecutionLogs": "full"}).state_machine
+        assert deploy_state_machine(sfn, full) == arn  # same type: updated, not replaced
+        logging = sfn.describe_state_machine(stateMachineArn=arn)["loggingConfiguration"]
+        assert (logging["level"], logging["includeExecutionData"]) == ("ALL", True)
+        assert sfn.list_tags_for_resource(resourceArn=arn)["tags"] == [
+            {"key": "project", "value": "scones"}
+        ]
