@@ -99,6 +99,8 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	@echo "  stop it:                          $(SCONES) down   (or: make down)"
 	@echo
 	@echo "scones console  ->  http://127.0.0.1:8090"
+	@echo
+	$(SCONES) cost --output $(STATE)/cost
 
 down: ## Stop the offline twin
 	@if [ -x $(SCONES) ]; then $(SCONES) down; fi

@@ -97,6 +97,12 @@ def register(subparsers: Any) -> None:
         metavar="MS",
         help="endpoint time per call (default: the endpoint-calling Lambda's median, an upper bound)",
     )
+    parser.add_argument(
+        "--express-logs",
+        choices=["full", "errors"],
+        default="full",
+        help="Express options' execution logs (template.yaml ExecutionLogs; auto = full for Express)",
+    )
     parser.add_argument("--training-instance", default=TRAINING_INSTANCE, metavar="TYPE")
     parser.add_argument(
         "--training-seconds", type=float, metavar="S", help="billable seconds of a training job"
@@ -129,7 +135,8 @@ def _training(args: argparse.Namespace, settings: Any, prices: Any) -> dict[str,
     if args.model is None and not path.exists():
         return training_cost(prices, args.training_instance, None, f"no {path}: pass --model")
     seconds = read_training_report(path).get("train_seconds")
-    where = f"train_seconds of {path} (measured on this machine)"
+    shown = path / "metrics.json" if path.is_dir() else path
+    where = f"train_seconds of {shown}, measured where it trained"
     return training_cost(prices, args.training_instance, float(seconds) if seconds else None, where)
 
 
@@ -197,10 +204,12 @@ def handle(args: argparse.Namespace) -> int:
         args.instance_count,
         args.serverless_memory,
         args.async_hours,
+        args.express_logs,
     )
     priced = [opts.price_option(option, use, prices) for option in options]
     report = build_report(
         state_machine=target.state_machine_arn,
+        state_machine_type=str(machine.get("type", "STANDARD")),
         since=since.isoformat(timespec="seconds") if since else None,
         usage=usage,
         use=use,

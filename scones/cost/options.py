@@ -57,6 +57,9 @@ class Option:
     workflow: str  # "STANDARD" or "EXPRESS"
     architecture: str  # "arm64" or "x86_64"
     endpoint: Endpoint
+    #: The state machine's CloudWatch Logs: "full" (level ALL with execution data) or "errors"
+    #: (level ERROR, no data). template.yaml's ExecutionLogs=auto: full for Express only.
+    logs: str = "errors"
 
     @property
     def name(self) -> str:
@@ -77,7 +80,8 @@ class PerImage:
     s3_gets: float
     s3_puts: float  # the upload + Data Capture objects
     stored_bytes: float  # the image + its capture, kept a month
-    error_log_bytes: float
+    error_log_bytes: float  # the state machine's logs at level ERROR without data
+    full_log_bytes: float = 0.0  # ... at level ALL with execution data (the whole history)
 
 
 def express_gb_seconds(runs: list[tuple[int, int]], definition_bytes: int) -> float:
@@ -118,6 +122,7 @@ def per_image(usage: Usage, inference_ms: float | None = None) -> PerImage:
         s3_puts=1.0 + capture_per_call * calls / n,
         stored_bytes=image + capture_bytes_per_call * calls / n,
         error_log_bytes=usage.error_log_bytes / n,
+        full_log_bytes=usage.history_bytes / n,
     )
 
 
@@ -188,12 +193,21 @@ def price_option(option: Option, use: PerImage, prices: PriceTable) -> Priced:
     """Price ``option`` for the measured usage ``use``."""
     endpoint = option.endpoint
     data = use.endpoint_bytes / GIB * prices.usd("sagemaker.hosting.data_gb")
+    log_bytes = use.full_log_bytes if option.logs == "full" else use.error_log_bytes
+    log_gb_price = prices.usd("logs.ingestion_gb") + prices.usd("logs.storage_gb_month")
     components = {
         "workflow": _workflow(option, use, prices),
         "lambda": _lambda(option, use, prices),
-        "logs": use.error_log_bytes / GIB * prices.usd("logs.ingestion_gb"),
+        "logs": log_bytes / GIB * log_gb_price,
     }
     priced = Priced(option, components, floor_usd=0.0)
+    if option.logs == "full":
+        errors_only = use.error_log_bytes / GIB * log_gb_price
+        priced.notes.append(
+            "execution logs at level ALL with data (ExecutionLogs=auto for Express):"
+            f" ${components['logs'] * 1000:.4f} per 1,000 images; ExecutionLogs=errors:"
+            f" ${errors_only * 1000:.4f}"
+        )
     if endpoint.kind == "realtime":
         hour = prices.instance_hour("hosting", str(endpoint.instance_type))
         priced.floor_usd = endpoint.count * hour * MONTH_HOURS
@@ -234,29 +248,27 @@ def default_options(
     count: int = 1,
     serverless_mb: int = 2048,
     async_hours: float = 1.0,
+    express_logs: str = "full",
 ) -> list[Option]:
     """The options ``scones cost`` compares: the deployment as it is (Standard, the template's
-    architecture, real-time ``instance_types[0]``) and one change at a time from it."""
+    architecture, real-time ``instance_types[0]``) and one change at a time from it. Express
+    options log as ``express_logs`` says (template.yaml's default for Express: full)."""
     other = "x86_64" if architecture == "arm64" else "arm64"
     first = Endpoint("realtime", instance_types[0], count)
     serverless = Endpoint("serverless", memory_mb=serverless_mb)
-    options = [
+
+    def express(endpoint: Endpoint) -> Option:
+        return Option("EXPRESS", architecture, endpoint, logs=express_logs)
+
+    return [
         Option("STANDARD", architecture, first),
-        Option("EXPRESS", architecture, first),
+        express(first),
         Option("STANDARD", other, first),
-        *(
-            Option("EXPRESS", architecture, Endpoint("realtime", t, count))
-            for t in instance_types[1:]
-        ),
+        *(express(Endpoint("realtime", t, count)) for t in instance_types[1:]),
         Option("STANDARD", architecture, serverless),
-        Option("EXPRESS", architecture, serverless),
-        Option(
-            "EXPRESS",
-            architecture,
-            Endpoint("async", instance_types[0], hours_per_day=async_hours),
-        ),
+        express(serverless),
+        express(Endpoint("async", instance_types[0], hours_per_day=async_hours)),
     ]
-    return options
 
 
 def break_even(a: Priced, b: Priced, low: float = 1.0, high: float = 1e9) -> float | None:

@@ -51,6 +51,7 @@ def workflow_per_1000(use: PerImage, prices: PriceTable) -> dict[str, float]:
 def build_report(
     *,
     state_machine: str,
+    state_machine_type: str,
     since: str | None,
     usage: Usage,
     use: PerImage,
@@ -62,6 +63,7 @@ def build_report(
     """Everything ``scones cost`` found, as JSON-able values."""
     return {
         "state_machine": state_machine,
+        "state_machine_type": state_machine_type,
         "since": since,
         "usage": usage.as_dict(),
         "per_image": {
@@ -98,6 +100,7 @@ def render_text(report: dict[str, Any]) -> str:
     n = report["images_per_month"]
     lines = [
         f"measured: {u['executions']} executions of {report['state_machine']}"
+        f" ({report['state_machine_type']})"
         + (f" since {report['since']}" if report["since"] else " (every execution listed)"),
         f"  statuses: {', '.join(f'{k} {v}' for k, v in u['statuses'].items())}",
         f"  state transitions: {u['state_transitions']} ({u['state_entries']} state entries +"
@@ -128,8 +131,12 @@ def render_text(report: dict[str, Any]) -> str:
             f"{o['name']:<58} {_money(o['per_1000_images_usd']):>10}"
             f" {_money(o['floor_usd']):>10} {_money(o['monthly_usd']):>12}"
         )
+    notes: dict[str, list[str]] = {}
     for o in report["options"]:
-        lines.extend(f"  note ({o['name']}): {note}" for note in o["notes"])
+        for note in o["notes"]:
+            notes.setdefault(note, []).append(o["name"])
+    for note, names in notes.items():
+        lines.append(f"  note ({len(names)} option{'s' if len(names) > 1 else ''}): {note}")
     if report["break_even"]:
         lines.append("break-even (images a month):")
         lines.extend(

@@ -134,6 +134,7 @@ def test_json_has_the_issue_shape_and_the_measured_counts(
     code, out, _ = _run(capsys, *_common(account), "--json", "--images-per-month", "1000")
     assert code == 0
     report = json.loads(out)
+    assert report["state_machine_type"] == "STANDARD"
     usage = report["usage"]
     # ReadInput + three tasks, no retry, per execution
     assert (usage["executions"], usage["state_transitions"], usage["retries"]) == (3, 12, 0)
@@ -143,7 +144,8 @@ def test_json_has_the_issue_shape_and_the_measured_counts(
         "FilterInferencesFunction": 3,
         "SerializeImageFunction": 3,
     }
-    assert usage["lambda"]["FilterInferencesFunction"]["memory_mb"] == 128  # template.yaml
+    filter_fn = usage["lambda"]["FilterInferencesFunction"]
+    assert (filter_fn["memory_mb"], filter_fn["architecture"]) == (128, "arm64")  # template.yaml
     assert (usage["endpoint_invocations"], usage["endpoint_bytes_in"]) == (3, 3 * 8)
     assert usage["endpoint_bytes_out"] == 3 * len("[0.97, 0.03]")
     assert (usage["capture_objects"], usage["capture_bytes"]) == (2, 200)
@@ -191,6 +193,7 @@ def test_text_report_names_standard_and_express_per_1000_images(
     assert "Step Functions per 1,000 images: Standard $0.1000, Express $" in out
     assert "Standard, x86_64, real-time 1 x ml.m5.large" in out
     assert "no Data Capture on serverless endpoints" in out
+    assert "execution logs at level ALL with data (ExecutionLogs=auto for Express)" in out
     # 72 s on ml.m5.xlarge at $0.23 an hour
     assert "training: 72 s on ml.m5.xlarge = $0.0046" in out
 

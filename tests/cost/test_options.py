@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scones.cost.options import (
@@ -42,10 +44,11 @@ def test_standard_real_time_arm64(round_prices: PriceTable) -> None:
     assert priced.components["endpoint"] == pytest.approx(0.001)  # 0.001 GB x $1
     # 2 PUT x 0.001 + 1 GET x 0.0001 + 0.01 GB-month x $1
     assert priced.components["s3"] == pytest.approx(0.0121)
-    assert priced.components["logs"] == pytest.approx(0.002)
+    # 0.002 GB of ERROR-level logs: ingested ($1/GB) and kept a month ($1/GB-month)
+    assert priced.components["logs"] == pytest.approx(0.004)
     assert priced.floor_usd == pytest.approx(2 * 1.0 * 730)
-    assert priced.as_dict(1000)["per_1000_images_usd"] == pytest.approx(32.1)
-    assert priced.monthly_usd(1000) == pytest.approx(1460 + 32.1)
+    assert priced.as_dict(1000)["per_1000_images_usd"] == pytest.approx(34.1)
+    assert priced.monthly_usd(1000) == pytest.approx(1460 + 34.1)
 
 
 def test_express_and_x86_change_only_their_lines(round_prices: PriceTable) -> None:
@@ -54,6 +57,15 @@ def test_express_and_x86_change_only_their_lines(round_prices: PriceTable) -> No
     x86 = price_option(Option("STANDARD", "x86_64", REALTIME), USE, round_prices)
     assert x86.components["lambda"] == pytest.approx(0.003 + 0.012)
     assert x86.floor_usd == express.floor_usd == pytest.approx(1460)
+
+
+def test_full_execution_logs_price_the_whole_history(round_prices: PriceTable) -> None:
+    use = replace(USE, full_log_bytes=GIB * 0.05)
+    full = price_option(Option("EXPRESS", "arm64", REALTIME, logs="full"), use, round_prices)
+    assert full.components["logs"] == pytest.approx(0.05 * 2)
+    assert any("ExecutionLogs=errors: $4.0000" in note for note in full.notes)
+    errors = price_option(Option("EXPRESS", "arm64", REALTIME), use, round_prices)
+    assert errors.components["logs"] == pytest.approx(0.004) and errors.notes == []
 
 
 def test_serverless_has_no_floor_and_says_monitoring_needs_another_capture(
@@ -69,7 +81,7 @@ def test_serverless_has_no_floor_and_says_monitoring_needs_another_capture(
 def test_break_even_of_an_idle_instance_against_serverless(round_prices: PriceTable) -> None:
     realtime = price_option(Option("STANDARD", "arm64", REALTIME), USE, round_prices)
     serverless = price_option(Option("STANDARD", "arm64", SERVERLESS), USE, round_prices)
-    # 1460 + 0.0321 N = 0.2321 N  ->  N = 7300
+    # 1460 + 0.0341 N = 0.2341 N  ->  N = 7300
     assert break_even(realtime, serverless) == pytest.approx(7300, rel=1e-6)
     express = price_option(Option("EXPRESS", "arm64", REALTIME), USE, round_prices)
     assert break_even(realtime, express) is None  # same floor, Standard cheaper per image
@@ -81,7 +93,7 @@ def test_async_bills_its_window_then_the_extra_hours(round_prices: PriceTable) -
     assert priced.floor_usd == pytest.approx(window)
     # each request: its input PUT to S3, the answer PUT, SageMaker's GET of the input
     assert priced.components["s3"] == pytest.approx(4 * 0.001 + 2 * 0.0001 + 0.01)
-    per_image = 0.01125 + 0.009 + 0.002 + 0.001 + 0.0142
+    per_image = 0.01125 + 0.009 + 0.004 + 0.001 + 0.0142
     assert priced.per_image_usd == pytest.approx(per_image)
     assert priced.monthly_usd(1_000_000) == pytest.approx(window + 1_000_000 * per_image)
     hours = 2_000_000 * 0.2 / 3600  # more than the window: the rest is billed by the hour
@@ -110,3 +122,5 @@ def test_the_default_options_change_one_thing_at_a_time() -> None:
         "Express, arm64, serverless 2048 MB",
         "Express, arm64, async ml.m5.large (1 h/day, else 0)",
     ]
+    express = [o for o in default_options("arm64", ["ml.m5.large"]) if o.workflow == "EXPRESS"]
+    assert {o.logs for o in express} == {"full"}  # template.yaml: ExecutionLogs=auto
