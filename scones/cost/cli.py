@@ -73,14 +73,22 @@ def register(subparsers: Any) -> None:
         "--capture-uri", metavar="S3_URI", help="the endpoint's Data Capture prefix"
     )
     parser.add_argument("--endpoint", metavar="NAME", help="the endpoint's name (capture folder)")
-    parser.add_argument("--images-per-month", type=int, default=100_000, metavar="N")
+    parser.add_argument(
+        "--images-per-month",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="the monthly volume to price (default 100,000)",
+    )
     parser.add_argument(
         "--instance-type",
         action="append",
         metavar="TYPE",
         help=f"real-time instance types to compare, first = as deployed (default {' '.join(DEFAULT_INSTANCES)})",
     )
-    parser.add_argument("--instance-count", type=int, default=1, metavar="N")
+    parser.add_argument(
+        "--instance-count", type=int, default=1, metavar="N", help="real-time instances (default 1)"
+    )
     parser.add_argument(
         "--serverless-memory", type=int, default=2048, choices=[1024, 2048, 3072, 4096, 5120, 6144]
     )
