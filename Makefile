@@ -90,6 +90,8 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	$(SCONES) graph --latest --status FAILED --error LowConfidenceError \
 	  --export $(STATE)/evidence/low-confidence \
 	  || echo "(no low-confidence execution in this run: no pack for it)"
+	@# what this run would have cost on AWS, measured from its execution histories
+	$(SCONES) cost --output $(STATE)/cost
 	@echo
 	@echo "Done. The twin is still running:"
 	@echo "  point boto3 / the AWS CLI at it:  eval \"\$$($(SCONES) env)\""
@@ -97,10 +99,8 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	@echo "  model report:                     $(abspath $(STATE))/model/metrics.json"
 	@echo "  evidence packs:                   $(abspath $(STATE))/evidence/{succeeded,low-confidence}/"
 	@echo "  stop it:                          $(SCONES) down   (or: make down)"
-	@echo
-	@echo "scones console  ->  http://127.0.0.1:8090"
-	@echo
-	$(SCONES) cost --output $(STATE)/cost
+	@echo "  cost of this run on AWS:          $(abspath $(STATE))/cost/cost.html"
+	@echo "  browse it (scones console):       http://127.0.0.1:8090   after: $(SCONES) console"
 
 down: ## Stop the offline twin
 	@if [ -x $(SCONES) ]; then $(SCONES) down; fi
