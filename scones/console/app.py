@@ -10,6 +10,7 @@ server's own loopback address is refused (DNS rebinding).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 REFRESH_S = 2  # how often a running execution's page reloads
+MACHINES_TTL_S = 60.0
 
 
 class Guard:
@@ -109,6 +111,7 @@ class Console:
         self.executions = Executions(source.sfn)
         self.graphs = GraphCache()
         self.env = _templates()
+        self.machines: tuple[float, list[dict[str, Any]]] | None = None
 
     def render(self, name: str, code: int = 200, **values: Any) -> Any:
         """An HTML response from template ``name`` with HTTP status ``code``."""
@@ -133,7 +136,7 @@ class Console:
         except ValueError:
             return self.error(400, "size and page must be whole numbers")
         machine = query.get("sm") or self.source.state_machine_arn
-        machines = self.source.state_machines() if self.source.mode == "aws" else []
+        machines = self._machines() if self.source.mode == "aws" else []
         if not machine:
             return self.error(404, f"no state machine found ({self.source.where})")
         page = self.executions.page(machine, status=status, token=query.get("token"), size=size)
@@ -149,6 +152,13 @@ class Console:
             machines=machines,
             refresh=None,
         )
+
+    def _machines(self) -> list[dict[str, Any]]:
+        """ListStateMachines, at most once a minute (the chooser above the executions)."""
+        now = time.monotonic()
+        if self.machines is None or now - self.machines[0] > MACHINES_TTL_S:
+            self.machines = (now, self.source.state_machines())
+        return self.machines[1]
 
     def _definition(self, arn: str, machine: str) -> str:
         try:
@@ -229,6 +239,11 @@ def _summary(info: dict[str, Any]) -> Any:
     from scones.console.executions import summarize
 
     return summarize(info)
+
+
+def close_app(app: Any) -> None:
+    """Stop the background describes of an app from ``create_app``."""
+    app.app.state.console.executions.close()
 
 
 def create_app(source: Source, port: int) -> ASGI:

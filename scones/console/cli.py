@@ -116,12 +116,15 @@ def handle(args: argparse.Namespace) -> int:
     """Run ``scones console`` until interrupted."""
     import uvicorn
 
-    from scones.console.app import create_app
+    from scones.console.app import close_app, create_app
 
     check_address(args.host, args.port)
     source = pick_source(args)
     app = create_app(source, args.port)
     print(f"scones console: {source.where}")
     print(f"scones console: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=LOOPBACK, port=args.port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=LOOPBACK, port=args.port, log_level="warning", access_log=False)
+    finally:
+        close_app(app)
     return 0

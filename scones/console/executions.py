@@ -2,16 +2,18 @@
 
 ListExecutions gives name, status and times; the label and confidence are in the execution's
 output and the error in its description, so each row needs one DescribeExecution. Those run a
-few at a time on threads, and a finished execution's summary is cached (it can no longer
-change), so paging back and forth through 10,000 executions stays fast.
+few at a time on threads, a finished execution's summary is cached (it can no longer change),
+and the next page's rows are described in the background while this one is read, so paging
+through 10,000 executions stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,35 +78,62 @@ def summarize(info: dict[str, Any]) -> Summary:
 
 
 class Executions:
-    """Pages of a state machine's executions, with finished summaries cached (LRU)."""
+    """Pages of a state machine's executions. Finished summaries are cached (LRU); a describe
+    already in flight is shared, and after each page the next one is described in the
+    background (``prefetch``), so following "next page" finds its rows ready."""
 
-    def __init__(self, sfn: Any, *, workers: int = 8, cache_size: int = 20_000) -> None:
+    def __init__(
+        self, sfn: Any, *, workers: int = 8, cache_size: int = 20_000, prefetch: bool = True
+    ) -> None:
         self.sfn = sfn
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="console-describe")
         self.cache: OrderedDict[str, Summary] = OrderedDict()
+        self.inflight: dict[str, Future[Summary]] = {}
         self.cache_size = cache_size
+        self.prefetch = prefetch
         self.lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the describe threads."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Drop queued describes and wait for those running (no call outlives the console)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _cached(self, arn: str) -> Summary | None:
-        with self.lock:
-            found = self.cache.get(arn)
-            if found is not None:
-                self.cache.move_to_end(arn)
-            return found
-
-    def _describe(self, arn: str) -> tuple[str, Summary]:
-        info = self.sfn.describe_execution(executionArn=arn)
-        summary = summarize(info)
-        if info.get("status") != "RUNNING":
+    def _describe(self, arn: str) -> Summary:
+        try:
+            info = self.sfn.describe_execution(executionArn=arn)
+        finally:
             with self.lock:
+                self.inflight.pop(arn, None)
+        summary = summarize(info)
+        with self.lock:
+            if info.get("status") != "RUNNING":
                 self.cache[arn] = summary
                 while len(self.cache) > self.cache_size:
                     self.cache.popitem(last=False)
-        return str(info.get("status", "")), summary
+        return summary
+
+    def _summary(self, arn: str, running: bool) -> Future[Summary]:
+        """The summary of ``arn``: cached, being described, or described now."""
+        with self.lock:
+            found = None if running else self.cache.get(arn)
+            if found is not None:
+                self.cache.move_to_end(arn)
+                done: Future[Summary] = Future()
+                done.set_result(found)
+                return done
+            future = self.inflight.get(arn)
+            if future is None:
+                future = self.pool.submit(self._describe, arn)
+                self.inflight[arn] = future
+            return future
+
+    def _list(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        listed = self.sfn.list_executions(**request)
+        return listed.get("executions", []), listed.get("nextToken") or None
+
+    def _prefetch(self, request: dict[str, Any]) -> None:
+        items, _ = self._list(request)
+        for item in items:
+            self._summary(item["executionArn"], item.get("status") == "RUNNING")
 
     def page(
         self,
@@ -123,18 +152,10 @@ class Executions:
             request["statusFilter"] = status
         if token:
             request["nextToken"] = token
-        listed = self.sfn.list_executions(**request)
-        items = listed.get("executions", [])
-        summaries: dict[str, Summary] = {}
-        missing = []
-        for item in items:
-            cached = self._cached(item["executionArn"])
-            if cached is not None and item.get("status") != "RUNNING":
-                summaries[item["executionArn"]] = cached
-            else:
-                missing.append(item["executionArn"])
-        for arn, (_, summary) in zip(missing, self.pool.map(self._describe, missing), strict=True):
-            summaries[arn] = summary
+        items, next_token = self._list(request)
+        futures = [
+            self._summary(item["executionArn"], item.get("status") == "RUNNING") for item in items
+        ]
         rows = [
             Row(
                 arn=item["executionArn"],
@@ -142,8 +163,11 @@ class Executions:
                 status=item.get("status", ""),
                 start=item.get("startDate"),
                 stop=item.get("stopDate"),
-                summary=summaries[item["executionArn"]],
+                summary=future.result(),
             )
-            for item in items
+            for item, future in zip(items, futures, strict=True)
         ]
-        return Page(rows, listed.get("nextToken") or None)
+        if self.prefetch and next_token:
+            with contextlib.suppress(RuntimeError):  # the console is closing
+                self.pool.submit(self._prefetch, {**request, "nextToken": next_token})
+        return Page(rows, next_token)

@@ -67,14 +67,14 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
             report=tmp_path / "monitor" / "report.html",
             where="moto (tests)",
         )
-        yield World(sfn, s3, machine, executions, source, source.report)
+        yield World(sfn, s3, machine, executions, source, tmp_path / "monitor" / "report.html")
 
 
 @pytest.fixture
 def app(world: World) -> Iterator[Any]:
     """The console's ASGI app over ``world`` (guarded for 127.0.0.1:8090)."""
-    from scones.console.app import create_app
+    from scones.console.app import close_app, create_app
 
     guarded = create_app(world.source, PORT)
     yield guarded
-    guarded.app.state.console.executions.close()  # type: ignore[attr-defined]
+    close_app(guarded)

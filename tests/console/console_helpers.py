@@ -150,13 +150,25 @@ def asgi_get(
     }
     messages: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    async def call() -> None:
+        done = asyncio.Event()
+        requests = iter([{"type": "http.request", "body": b"", "more_body": False}])
 
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
+        async def receive() -> dict[str, Any]:
+            request = next(requests, None)
+            if request is not None:
+                return request
+            await done.wait()  # as a server does: the client goes once the answer is sent
+            return {"type": "http.disconnect"}
 
-    asyncio.run(app(scope, receive, send))
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await app(scope, receive, send)
+
+    asyncio.run(call())
     start_message = next(m for m in messages if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start_message.get("headers", [])}
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")

@@ -118,7 +118,7 @@ def test_running_execution_refreshes_until_it_ends(monkeypatch: pytest.MonkeyPat
     import boto3
     from moto import mock_aws
 
-    from scones.console.app import create_app
+    from scones.console.app import close_app, create_app
     from scones.console.source import Source
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -129,12 +129,15 @@ def test_running_execution_refreshes_until_it_ends(monkeypatch: pytest.MonkeyPat
         machine = create_machine(sfn)
         arn = start(sfn, machine, "slow", work_item(0, 0.99))
         app = create_app(Source("twin", sfn, None, state_machine_arn=machine), 8090)
-        _, _, page = asgi_get(app, f"/execution?arn={quote(arn)}")
-        assert '<meta http-equiv="refresh" content="2">' in page
-        assert 'id="refreshing"' in page and ">RUNNING<" in page
-        sfn.stop_execution(executionArn=arn)
-        _, _, page = asgi_get(app, f"/execution?arn={quote(arn)}")
-        assert 'http-equiv="refresh"' not in page and ">ABORTED<" in page
+        try:
+            _, _, page = asgi_get(app, f"/execution?arn={quote(arn)}")
+            assert '<meta http-equiv="refresh" content="2">' in page
+            assert 'id="refreshing"' in page and ">RUNNING<" in page
+            sfn.stop_execution(executionArn=arn)
+            _, _, page = asgi_get(app, f"/execution?arn={quote(arn)}")
+            assert 'http-equiv="refresh"' not in page and ">ABORTED<" in page
+        finally:
+            close_app(app)
 
 
 @pytest.mark.parametrize(
@@ -169,3 +172,21 @@ def test_unknown_execution_is_a_404_page(app: Any, world: Any) -> None:
     missing = world.executions["ok-bike"].replace("ok-bike", "nope")
     status, _, page = asgi_get(app, f"/execution?arn={quote(missing)}")
     assert status == 404 and 'id="error"' in page
+
+
+def test_on_aws_every_state_machine_can_be_chosen(world: Any) -> None:
+    from scones.console.app import close_app, create_app
+
+    other = create_machine(world.sfn, name="another-machine")
+    arn = start(world.sfn, other, "elsewhere", work_item(0, 0.99))
+    wait_all(world.sfn, [arn])
+    world.source.mode = "aws"
+    app = create_app(world.source, 8090)
+    try:
+        _, _, page = asgi_get(app, "/")
+        assert f'href="/?sm={quote(other, safe="/")}"' in page and ">another-machine<" in page
+        assert {n for _, n in rows(page)} == {"ok-bike", "low-moto", "broken"}
+        _, _, chosen = asgi_get(app, f"/?sm={quote(other)}")
+        assert rows(chosen) == [("SUCCEEDED", "elsewhere")]
+    finally:
+        close_app(app)
