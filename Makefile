@@ -24,8 +24,9 @@ export CIFAR100_ARCHIVE
 CLASSES ?= bicycle,motorcycle
 EPOCHS ?=
 PYTEST_ARGS ?=
+NOTEBOOK_PORT ?= 8888
 
-.PHONY: help install install-sam format lint types check test test-unit test-stack demo down status bench clean
+.PHONY: help install install-sam format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,7 +36,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,notebook]'
 	touch $@
 
 $(SAM_VENV)/bin/sam:
@@ -43,7 +44,7 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/pip install -q --upgrade pip
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_VERSION)
 
-install: $(VENV)/.installed ## Create .venv and install scones with training and dev tools
+install: $(VENV)/.installed ## Create .venv and install scones with training, dev and notebook tools
 
 install-sam: $(SAM_VENV)/bin/sam ## Install the AWS SAM CLI into its own venv (.venv/sam)
 
@@ -101,6 +102,19 @@ demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, class
 	@echo "  stop it:                          $(SCONES) down   (or: make down)"
 	@echo "  cost of this run on AWS:          $(abspath $(STATE))/cost/cost.html"
 	@echo "  browse it (scones console):       http://127.0.0.1:8090   after: $(SCONES) console"
+
+notebook-kernel: install
+	$(BIN)/python -m ipykernel install --user --name scones --display-name "Python (scones)"
+
+notebook: notebook-kernel ## Register the `scones` Jupyter kernel (.venv) and start JupyterLab on 127.0.0.1 in notebooks/
+	@echo "JupyterLab on 127.0.0.1 in notebooks/ (kernel: scones); open the URL it prints below; Ctrl-C stops it"
+	$(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(NOTEBOOK_PORT) \
+	  --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
+
+notebook-html: install ## Run notebooks/walkthrough.ipynb top to bottom on the twin; write .scones/notebook/walkthrough.html
+	$(BIN)/python -m scones.notebook.execute notebooks/walkthrough.ipynb \
+	  --html $(STATE)/notebook/walkthrough.html
+	@echo "the twin is still running (the notebook starts it when needed): $(SCONES) down stops it"
 
 down: ## Stop the offline twin
 	@if [ -x $(SCONES) ]; then $(SCONES) down; fi

@@ -85,6 +85,12 @@ class EtlResult:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the classes and the images per split (``scones.notebook.display``)."""
+        from scones.notebook.display import etl_html
+
+        return etl_html(self)
+
 
 @dataclass
 class UploadResult:

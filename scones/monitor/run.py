@@ -56,6 +56,12 @@ class MonitorResult:
     alert: str | None = None
     figures: Figures | None = None
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the totals and every figure inline (``scones.notebook.display``)."""
+        from scones.notebook.display import monitor_html
+
+        return monitor_html(self)
+
 
 def run_monitor(
     options: MonitorOptions, s3_client: Callable[[], Any] | None = None
