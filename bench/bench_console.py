@@ -5,9 +5,11 @@ execution), deploys template.yaml with a tiny real model (threshold 0.75 so outc
 N executions of the real workflow over small generated images (a few of them not images), then
 serves the console on a free port with uvicorn and times real HTTP GETs of its pages:
 
-1. the executions page, page by page through all N (25 a page): first visit (each row needs a
-   DescribeExecution for label/confidence/error) and again (finished rows are cached);
-2. 100 a page, and the first page filtered by status;
+1. the executions page followed page by page through all N (25 a page) as fast as one client
+   can, by a fresh console (each row needs a DescribeExecution for label/confidence/error;
+   the next page is described in the background), then again (finished rows are cached);
+2. the first 40 pages with 0.5 s between clicks, with and without that prefetch; 100 a page;
+   the first page filtered by status;
 3. one execution's page (graph drawn by D2, events, states' input/output with thumbnails),
    first visit and again (a finished execution's graph is cached);
 4. the endpoint page (newest Data Capture records from S3, thumbnails).
@@ -19,6 +21,7 @@ Prints a table (no assertion).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import os
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -88,8 +92,11 @@ class Client:
         return elapsed, body
 
 
-def walk(client: Client, first: str, limit: int | None = None) -> tuple[list[float], int, str]:
-    """Follow the next-page links from ``first``; (ms per page, rows seen, last page's body)."""
+def walk(
+    client: Client, first: str, limit: int | None = None, pause_s: float = 0.0
+) -> tuple[list[float], int, str]:
+    """Follow the next-page links from ``first`` (``pause_s`` between pages, as a reader
+    would); (ms per page, rows seen, last page's body)."""
     times: list[float] = []
     rows = 0
     path: str | None = first
@@ -100,6 +107,7 @@ def walk(client: Client, first: str, limit: int | None = None) -> tuple[list[flo
         rows += len(ROW.findall(body))
         link = NEXT.search(body)
         path = unescape(link.group(1)) if link else None
+        time.sleep(pause_s)
     return times, rows, body
 
 
@@ -144,35 +152,104 @@ def run_executions(settings: Any, work: Path, args: argparse.Namespace) -> dict[
     return outcomes
 
 
-def measure(port: int, machine: str) -> list[tuple[str, ...]]:
-    """Time the console's pages; one table row per kind of page."""
-    client = Client(port)
+@contextlib.contextmanager
+def serve(source: Any, **options: Any) -> Iterator[int]:
+    """A fresh console over ``source`` (empty caches) served by uvicorn; yields its port."""
+    import uvicorn
+
+    from scones.console.app import close_app, create_app
+
+    port = free_port()
+    app = create_app(source, port)
+    app.app.state.console.executions.prefetch = options.get("prefetch", True)  # type: ignore[attr-defined]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        close_app(app)
+
+
+def measure_paging(source: Any, machine: str) -> list[tuple[str, ...]]:
+    """The executions page, walked page by page by fresh consoles (cold caches)."""
     sm = quote(machine, safe="")
     rows = []
-    cold, seen, _ = walk(client, f"/?sm={sm}")
-    rows.append(line(f"executions, 25 a page, every page, first visit ({seen:,} rows)", cold))
-    warm, _, _ = walk(client, f"/?sm={sm}")
-    rows.append(line("executions, 25 a page, every page, again (summaries cached)", warm))
-    rows.append(
-        line("executions, 100 a page, first 20 pages", walk(client, f"/?sm={sm}&size=100", 20)[0])
-    )
-    for status in ("SUCCEEDED", "FAILED"):
-        times = [client.get(f"/?sm={sm}&status={status}")[0] for _ in range(5)]
-        rows.append(line(f"executions, status={status}, first page (5 times)", times))
-    _, first_page = client.get(f"/?sm={sm}&status=SUCCEEDED")
-    _, failed_page = client.get(f"/?sm={sm}&status=FAILED")
-    for label, page in (("succeeded", first_page), ("failed", failed_page)):
-        link = unescape(ROW.findall(page)[0][1])
-        first = client.get(link)[0]
-        again = [client.get(link)[0] for _ in range(5)]
-        rows.append(line(f"one execution ({label}), first visit (D2 draws the graph)", [first]))
-        rows.append(line(f"one execution ({label}), again (graph cached)", again))
-    rows.append(
-        line(
-            "endpoint: 24 newest capture records (5 times)",
-            [client.get("/endpoint")[0] for _ in range(5)],
+    with serve(source) as port:
+        client = Client(port)
+        cold, seen, _ = walk(client, f"/?sm={sm}")
+        rows.append(
+            line(f"executions, 25 a page, all pages at once, first visit ({seen:,} rows)", cold)
         )
-    )
+        warm, _, _ = walk(client, f"/?sm={sm}")
+        rows.append(line("executions, 25 a page, all pages, again (summaries cached)", warm))
+    with serve(source) as port:
+        reader, _, _ = walk(Client(port), f"/?sm={sm}", 40, pause_s=0.5)
+        rows.append(
+            line("executions, 25 a page, first 40 pages, 0.5 s between, first visit", reader)
+        )
+    with serve(source, prefetch=False) as port:
+        plain, _, _ = walk(Client(port), f"/?sm={sm}", 40, pause_s=0.5)
+        rows.append(line("  the same without next-page prefetch", plain))
+    with serve(source) as port:
+        big = walk(Client(port), f"/?sm={sm}&size=100", 20)[0]
+        rows.append(line("executions, 100 a page, first 20 pages, first visit", big))
+    return rows
+
+
+def measure_api(source: Any, machine: str) -> list[tuple[str, ...]]:
+    """The floor: the calls the pages make, one at a time from one boto3 client."""
+
+    def timed(call: Any, times: int) -> list[float]:
+        out = []
+        for _ in range(times):
+            start = time.perf_counter()
+            call()
+            out.append((time.perf_counter() - start) * 1000)
+        return out
+
+    sfn = source.sfn
+    listed = sfn.list_executions(stateMachineArn=machine, maxResults=25)["executions"]
+    arn = listed[0]["executionArn"]
+    return [
+        line(
+            "  API alone: ListExecutions, 25 (20 times)",
+            timed(lambda: sfn.list_executions(stateMachineArn=machine, maxResults=25), 20),
+        ),
+        line(
+            "  API alone: DescribeExecution (20 times)",
+            timed(lambda: sfn.describe_execution(executionArn=arn), 20),
+        ),
+        line(
+            "  API alone: GetExecutionHistory (20 times)",
+            timed(lambda: sfn.get_execution_history(executionArn=arn), 20),
+        ),
+    ]
+
+
+def measure_pages(source: Any, machine: str) -> list[tuple[str, ...]]:
+    """Filters, one execution, the endpoint page (a fresh console)."""
+    sm = quote(machine, safe="")
+    rows = []
+    with serve(source) as port:
+        client = Client(port)
+        for status in ("SUCCEEDED", "FAILED"):
+            times = [client.get(f"/?sm={sm}&status={status}")[0] for _ in range(5)]
+            rows.append(line(f"executions, status={status}, first page (5 times)", times))
+        _, first_page = client.get(f"/?sm={sm}&status=SUCCEEDED")
+        _, failed_page = client.get(f"/?sm={sm}&status=FAILED")
+        for label, page in (("succeeded", first_page), ("failed", failed_page)):
+            link = unescape(ROW.findall(page)[0][1])
+            first = client.get(link)[0]
+            again = [client.get(link)[0] for _ in range(5)]
+            rows.append(line(f"one execution ({label}), first visit (D2 draws the graph)", [first]))
+            rows.append(line(f"one execution ({label}), again (graph cached)", again))
+        endpoint = [client.get("/endpoint")[0] for _ in range(5)]
+        rows.append(line("endpoint: 24 newest capture records (5 times)", endpoint))
     return rows
 
 
@@ -201,10 +278,7 @@ def main() -> int:
         }
     )
     os.chdir(ROOT)
-    import uvicorn
-
     from scones.cli import main as scones
-    from scones.console.app import create_app
     from scones.console.source import twin_source
     from scones.settings import Settings
     from scones.training.tiny import build_tiny_model
@@ -221,19 +295,12 @@ def main() -> int:
         outcomes = run_executions(settings, work, args)
         time.sleep(3)  # let the endpoint flush its Data Capture
         source = twin_source(settings)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(source, port), host="127.0.0.1", port=port, log_level="warning"
-            )
+        machine = str(source.state_machine_arn)
+        rows = (
+            measure_paging(source, machine)
+            + measure_pages(source, machine)
+            + measure_api(source, machine)
         )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        rows = measure(port, str(source.state_machine_arn))
-        server.should_exit = True
-        thread.join(timeout=20)
     finally:
         scones(["down"])
         shutil.rmtree(work, ignore_errors=True)
