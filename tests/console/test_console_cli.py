@@ -101,3 +101,27 @@ def test_help_explains_with_an_example(capsys: pytest.CaptureFixture[str]) -> No
         main(["console", "--help"])
     out = capsys.readouterr().out
     assert "read-only" in out and "--port" in out and "Examples:" in out and "--aws" in out
+
+
+def test_a_twin_that_is_not_running_is_one_line_on_the_page(tmp_path: Path) -> None:
+    from console_helpers import asgi_get
+
+    from scones.console.app import close_app, create_app
+    from scones.console.source import twin_source
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = Settings(
+        project_root=tmp_path, home=tmp_path / "home", moto_port=closed, s3_port=closed
+    )
+    settings.home.mkdir()
+    settings.deployed_file.write_text(
+        json.dumps({"state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:m"})
+    )
+    app = create_app(twin_source(settings), 8090)
+    try:
+        status, _, page = asgi_get(app, "/")
+    finally:
+        close_app(app)
+    assert status == 503 and "the offline twin is not reachable" in page and "scones up" in page
