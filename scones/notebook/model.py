@@ -175,7 +175,7 @@ def _draw(report: ModelReport) -> Any:
     )
     left.set(xlabel="confidence (top probability)", ylabel="accuracy in the bin", ylim=(0, 1.05),
              title="Reliability (images per bin at the bottom)")  # fmt: skip
-    left.legend(fontsize="small", loc="lower right")
+    left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     order = np.argsort(-conf, kind="stable")
     kept = np.arange(1, len(order) + 1)
     risk = np.cumsum(~correct[order]) / kept
