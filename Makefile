@@ -46,7 +46,15 @@ $(SAM_VENV)/bin/sam:
 
 install: $(VENV)/.installed ## Create .venv and install scones with training, dev and notebook tools
 
-install-sam: $(SAM_VENV)/bin/sam ## Install the AWS SAM CLI into its own venv (.venv/sam)
+install-sam: $(SAM_VENV)/bin/sam $(SAM_VENV)/wheels/.fetched ## Install the AWS SAM CLI into its own venv (.venv/sam)
+
+# SerializeImage's requirements.txt as wheels for python3.13 (the template's runtime) on arm64
+# (what sam build packages) and x86_64 (its first pip pass), so the sam build test runs offline
+$(SAM_VENV)/wheels/.fetched: functions/serialize_image/requirements.txt | $(SAM_VENV)/bin/sam
+	for arch in aarch64 x86_64; do $(SAM_VENV)/bin/pip download -q --only-binary=:all: \
+	  --implementation cp --python-version 3.13 --platform manylinux_2_28_$$arch \
+	  --platform manylinux2014_$$arch -d $(SAM_VENV)/wheels -r $<; done
+	touch $@
 
 format: install ## Format the code
 	$(BIN)/ruff format scones ml functions tests bench

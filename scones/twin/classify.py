@@ -25,7 +25,9 @@ from scones.twin.clients import twin_clients, unreachable
 from scones.twin.deploy import read_deployed
 from scones.twin.workflow import ExecutionOutcome, describe_outcome, error_message
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif"}
+)
 REVIEW_ERROR = "LowConfidenceError"
 
 

@@ -251,9 +251,10 @@ deployed workflow: one execution per image, many in flight, then a summary of ho
 image ended: classified (per class name from the model's classes.json), sent to review
 (LowConfidenceError) or failed (with the error name). Every image ends in exactly one row.
 
-A local folder's images (.png .jpg .jpeg .gif .bmp .webp) are uploaded first under
-<incoming prefix><run-id>/ in the deployed bucket. The S3 bridge sees those uploads too; both
-start the execution under the same deterministic name, so each image runs exactly once.
+A local folder's images (.png .jpg .jpeg .gif .bmp .webp .tif .tiff .heic .heif; phone photos
+up to 25 MiB and 50 megapixels) are uploaded first under <incoming prefix><run-id>/ in the
+deployed bucket. The S3 bridge sees those uploads too; both start the execution under the same
+deterministic name, so each image runs exactly once.
 For an s3:// source, images that already ran (same key and ETag) report that execution's
 result; --rerun runs them again (e.g. after deploying a new model).
 """

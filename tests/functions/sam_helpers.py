@@ -126,6 +126,33 @@ def image_bytes(fmt: str, size: tuple[int, int] = (32, 32), **save: Any) -> byte
     return buffer.getvalue()
 
 
+#: The wheels ``sam build`` needs for SerializeImage's requirements.txt, fetched once by
+#: ``make install-sam`` (``$SCONES_LAMBDA_WHEELS`` overrides the folder): the arm64 wheels it
+#: packages and this machine's, which its first ``pip download`` pass resolves with.
+LAMBDA_WHEELS = PROJECT / ".venv" / "sam" / "wheels"
+
+
+def lambda_wheelhouse() -> Path:
+    """The wheel folder for an offline ``sam build``; fail with how to fill it."""
+    folder = Path(os.environ.get("SCONES_LAMBDA_WHEELS") or LAMBDA_WHEELS)
+    pins = (FUNCTIONS / "serialize_image" / "requirements.txt").read_text().split()
+    names = {p.split("==")[0].lower().replace("-", "_") + "-" + p.split("==")[1] for p in pins}
+    wheels = [w.name.lower() for w in folder.glob("*.whl")] if folder.is_dir() else []
+    for arch in ("aarch64", "x86_64"):
+        missing = [n for n in names if not any(w.startswith(n) and arch in w for w in wheels)]
+        if missing:
+            pytest.fail(
+                f"no {arch} wheels for {', '.join(sorted(missing))} in {folder}: run "
+                "`make install-sam` (it downloads them once)"
+            )
+    return folder
+
+
+def offline_pip(wheelhouse: Path) -> dict[str, str]:
+    """Environment that makes pip (also the one ``sam build`` runs) use only ``wheelhouse``."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+
+
 def sam_executable() -> str:
     """The SAM CLI: ``$SCONES_SAM``, else ``.venv/sam/bin/sam``; fail with how to install it."""
     candidate = os.environ.get("SCONES_SAM") or str(PROJECT / ".venv" / "sam" / "bin" / "sam")

@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sam_helpers import ALL_HANDLERS, PROJECT, read_template, sam_executable
+from sam_helpers import (
+    ALL_HANDLERS,
+    PROJECT,
+    lambda_wheelhouse,
+    offline_pip,
+    read_template,
+    sam_executable,
+)
 
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
 
@@ -36,10 +43,15 @@ def sam_env(tmp_path: Path) -> dict[str, str]:
 
 
 def run(
-    command: list[str], tmp_path: Path, cwd: Path = PROJECT
+    command: list[str], tmp_path: Path, cwd: Path = PROJECT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command, cwd=cwd, env=sam_env(tmp_path), capture_output=True, text=True, timeout=300
+        command,
+        cwd=cwd,
+        env=env or sam_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -77,6 +89,7 @@ def test_sam_build_without_containers(tmp_path: Path) -> None:
             f"sam build needs {runtime} on PATH (the template's runtime): install it, e.g. with pyenv"
         )
     build = tmp_path / "build"
+    env = {**env, **offline_pip(lambda_wheelhouse())}  # SerializeImage's Pillow, offline
     result = run(
         [
             sam_executable(),
@@ -90,6 +103,7 @@ def test_sam_build_without_containers(tmp_path: Path) -> None:
             "--no-cached",
         ],
         tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (build / "template.yaml").is_file()
@@ -98,7 +112,24 @@ def test_sam_build_without_containers(tmp_path: Path) -> None:
         assert built.read_text() == (PROJECT / "functions" / folder / "app.py").read_text()
     layer = build / "CommonLayer" / "python" / "scones_common.py"  # what Lambda puts on sys.path
     assert layer.read_text() == (PROJECT / "functions" / "common" / "scones_common.py").read_text()
+    # Pillow and pillow-heif for the function's architecture (arm64), not this machine's
+    serialize = build / "SerializeImageFunction"
+    for package in ("PIL", "pillow_heif"):
+        assert (serialize / package / "__init__.py").is_file(), package
+    libraries = [*serialize.glob("PIL/_imaging.*.so"), *serialize.glob("_pillow_heif.*.so")]
+    assert len(libraries) == 2 and all("aarch64" in p.name for p in libraries), libraries
+    assert all(elf_machine(p) == "aarch64" for p in libraries)
+    for logical_id in ALL_HANDLERS:  # the others need nothing installed
+        if logical_id != "SerializeImageFunction":
+            assert not list((build / logical_id).glob("*.dist-info")), logical_id
     shutil.rmtree(build)
+
+
+def elf_machine(path: Path) -> str:
+    """The machine an ELF shared object is built for (its e_machine field)."""
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    return {0x3E: "x86_64", 0xB7: "aarch64"}.get(int.from_bytes(header[18:20], "little"), "?")
 
 
 #: Run by SAM's own interpreter: translate template.yaml with aws-sam-translator (what `sam`

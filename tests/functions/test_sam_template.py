@@ -94,8 +94,7 @@ def test_max_image_bytes_ceiling_matches_the_handler(
     template: dict[str, Any], serialize: Any
 ) -> None:
     parameter = template["Parameters"]["MaxImageBytes"]
-    assert parameter["MaxValue"] == serialize.HARD_MAX_IMAGE_BYTES
-    assert parameter["Default"] == serialize.DEFAULT_MAX_IMAGE_BYTES
+    assert parameter["MaxValue"] == parameter["Default"] == serialize.HARD_MAX_IMAGE_BYTES
 
 
 def test_empty_bucket_name_lets_cloudformation_name_the_bucket(template: dict[str, Any]) -> None:
@@ -143,14 +142,38 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
+#: The import name of each distribution a function's requirements.txt may name.
+IMPORT_NAMES = {"pillow": "PIL", "pillow-heif": "pillow_heif"}
+
+
+def requirement_pins(folder: Path) -> dict[str, str]:
+    """``functions/<folder>/requirements.txt`` as {distribution (lower case): version}."""
+    path = folder / "requirements.txt"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    pins = [line.split("#")[0].strip() for line in lines]
+    return {name.lower(): version for name, _, version in (p.partition("==") for p in pins if p)}
+
+
 @pytest.mark.parametrize("folder", sorted(ALL_HANDLERS.values()))
-def test_handlers_need_only_the_standard_library_boto3_and_their_layer(folder: str) -> None:
+def test_handlers_need_only_the_standard_library_boto3_their_layer_and_requirements(
+    folder: str,
+) -> None:
     spec = next(f for f in full_app().functions.values() if f.code_uri.name == folder)
     layer_modules = {p.stem for layer in spec.layers for p in layer.glob("*.py")}
+    required = {IMPORT_NAMES[name] for name in requirement_pins(spec.code_uri)}
     outside = imported_modules(spec.handler_file) - set(sys.stdlib_module_names)
-    outside -= {"boto3", "botocore"} | layer_modules
-    assert not outside, f"{folder} imports {outside}: the Lambda package has no dependencies"
+    outside -= {"boto3", "botocore"} | layer_modules | required
+    assert not outside, f"{folder} imports {outside}: not in its requirements.txt"
     assert "scones_common" in imported_modules(spec.handler_file)
+
+
+def test_serialize_pins_the_pillow_the_twin_runs() -> None:
+    """sam build packages these exact versions; the twin runs the handler with the venv's."""
+    from importlib.metadata import version
+
+    pins = requirement_pins(PROJECT / "functions" / "serialize_image")
+    assert set(pins) == {"pillow", "pillow-heif"}
+    assert all(pin == version(name) for name, pin in pins.items()), pins
 
 
 # ------------------------------------------------------------------------------ the common layer

@@ -1,4 +1,7 @@
-"""SerializeImageFunction against moto's S3: every path, bad inputs included."""
+"""SerializeImageFunction against moto's S3: every path, bad inputs included.
+
+Phone-size photos, HEIC, bombs and the reduced copy: ``test_serialize_photos.py``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ from sam_helpers import ASCII_GIF, image_bytes, read_event
 from scones.twin.lambda_runtime import LambdaContext
 
 BUCKET = "scones-images-test"
+#: The keys SerializeImage adds besides image_data and inferences.
+OUTPUT_KEYS = {"reduced", "original_format", "original_width", "original_height", "original_bytes"}
+#: What it says of the 32 x 32 sample PNG in events/.
+PNG_32 = {"reduced": False, "original_format": "PNG", "original_width": 32, "original_height": 32}
 
 
 @pytest.fixture
@@ -46,7 +53,7 @@ def put(s3: Any, key: str, body: bytes) -> dict[str, str]:
         ("WEBP", {"lossless": True}, "WebP"),
     ],
 )
-def test_returns_the_object_bytes_unchanged_as_base64(
+def test_small_images_go_on_unchanged_as_base64(
     lambda_context: LambdaContext,
     serialize: ModuleType,
     s3: Any,
@@ -59,16 +66,21 @@ def test_returns_the_object_bytes_unchanged_as_base64(
 
     result = serialize.lambda_handler(event, lambda_context)
 
-    assert set(result) == {"s3_bucket", "s3_key", "image_data", "inferences"}
+    assert set(result) == {"s3_bucket", "s3_key", "image_data", "inferences", *OUTPUT_KEYS}
     assert result["s3_bucket"] == BUCKET and result["s3_key"] == event["s3_key"]
     assert base64.b64decode(result["image_data"]) == data
     assert result["inferences"] == []
-    info = serialize.inspect_image(data)
-    assert (info.format, info.width, info.height) == (expected, 33, 17)
+    assert result["reduced"] is False
+    assert (result["original_format"], result["original_width"], result["original_height"]) == (
+        expected,
+        33,
+        17,
+    )
+    assert result["original_bytes"] == len(data)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "1", "RGBA", "I;16"])
-def test_png_colour_types_and_depths_pass_the_structural_check(
+def test_png_colour_types_and_depths_decode_and_go_on_unchanged(
     serialize: ModuleType, mode: str
 ) -> None:
     import io
@@ -80,7 +92,8 @@ def test_png_colour_types_and_depths_pass_the_structural_check(
         image = image.convert("I;16")
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    assert serialize.inspect_image(buffer.getvalue()).format == "PNG"
+    data, keys = serialize.serialize(buffer.getvalue())
+    assert data == buffer.getvalue() and keys["original_format"] == "PNG" and not keys["reduced"]
 
 
 def test_passes_other_event_keys_through(
@@ -91,20 +104,24 @@ def test_passes_other_event_keys_through(
     assert result["endpoint_name"] == "ep" and result["threshold"] == 0.9
 
 
-def test_the_sample_event_works(
-    lambda_context: LambdaContext, serialize: ModuleType, moto: None, png: bytes
+def test_the_sample_events_are_what_it_reads_and_makes(
+    lambda_context: LambdaContext, serialize: ModuleType, moto: None
 ) -> None:
+    """events/serialize_image.json in, events/classify_image.json (its image) out."""
     event = read_event("serialize_image.json")
+    sample = read_event("classify_image.json")
+    png = base64.b64decode(sample["image_data"])
     client = boto3.client("s3", region_name="us-east-1")
     client.create_bucket(Bucket=event["s3_bucket"])
     client.put_object(Bucket=event["s3_bucket"], Key=event["s3_key"], Body=png)
-    result = serialize.lambda_handler(event, lambda_context)
-    assert base64.b64decode(result["image_data"]) == png
+    settings = {"endpoint_name": sample["endpoint_name"], "threshold": sample["threshold"]}
+    result = serialize.lambda_handler({**event, **settings}, lambda_context)
+    assert result == sample
 
 
 def test_the_sample_image_in_the_events_is_a_valid_png(serialize: ModuleType) -> None:
     data = base64.b64decode(read_event("classify_image.json")["image_data"])
-    assert serialize.inspect_image(data).mime_type == "image/png"
+    assert serialize.serialize(data) == (data, {**PNG_32, "original_bytes": len(data)})
 
 
 @pytest.mark.parametrize(
@@ -259,29 +276,33 @@ def _flip_idat_byte(png: bytes) -> bytes:
     return bytes(data)
 
 
+# Pillow decides; the message says which kind of failure. "header": Pillow cannot open it.
+NOT_A_FORMAT = "not a PNG, JPEG, WebP, GIF, BMP, TIFF or HEIC image"
+HEADER = "header is damaged or truncated"
+PIXELS = "image is damaged or truncated"
 NOT_IMAGES = {
-    "empty object": (b"", "empty"),
-    "text file": (b"hello, this is not a picture\n", "not a PNG, JPEG, GIF, BMP or WebP"),
-    "PDF": (b"%PDF-1.7\n1 0 obj\n", "not a PNG, JPEG, GIF, BMP or WebP"),
-    "PNG signature only": (b"\x89PNG\r\n\x1a\n", "truncated"),
-    "PNG cut in half": (None, "truncated"),
-    "PNG with a bad CRC": (None, "CRC"),
-    "PNG with corrupt pixel data": (None, "CRC"),
-    "PNG with too few pixels": (_png(4, 4, b"\x00" * 10), "promises"),
-    "PNG with too many pixels": (_png(1, 1, b"\x00" * 40), "promises"),
-    "PNG with a truncated zlib stream": (None, "zlib stream does not end"),
-    "PNG 0x0": (_png(0, 0, b""), "implausible size"),
-    "PNG 100000 pixels wide": (_png(100_000, 1, b""), "implausible size"),
+    "empty object": (b"", "none, it is empty"),
+    "text file": (b"hello, this is not a picture\n", NOT_A_FORMAT),
+    "PDF": (b"%PDF-1.7\n1 0 obj\n", NOT_A_FORMAT),
+    "PNG signature only": (b"\x89PNG\r\n\x1a\n", HEADER),
+    "PNG cut in half": (None, PIXELS),
+    "PNG with a bad CRC": (None, HEADER),
+    "PNG with corrupt pixel data": (None, "checksum"),
+    "PNG with too few pixels": (_png(4, 4, b"\x00" * 10), PIXELS),
+    "PNG with a truncated zlib stream": (None, PIXELS),
+    "PNG 0x0": (_png(0, 0, b""), HEADER),
+    "PNG 100000 pixels wide": (_png(100_000, 1, b""), PIXELS),
     "PNG bad bit depth": (
         _png(1, 1, b"\x00\x00\x00\x00", ihdr=struct.pack(">IIBBBBB", 1, 1, 3, 2, 0, 0, 0)),
-        "bit depth",
+        HEADER,
     ),
-    "JPEG cut short": (None, "truncated"),
-    "JPEG magic only": (b"\xff\xd8\xff", "truncated"),
-    "GIF header only": (b"GIF89a\x01\x00\x01\x00\x00\x00\x00", "truncated"),
-    "GIF without trailer": (ASCII_GIF[:-1], "truncated"),
-    "BMP cut short": (None, "truncated"),
-    "WebP cut short": (None, "truncated"),
+    "JPEG cut short": (None, PIXELS),
+    "JPEG magic only": (b"\xff\xd8\xff", HEADER),
+    "GIF header only": (b"GIF89a\x01\x00\x01\x00\x00\x00\x00", HEADER),
+    "BMP cut short": (None, PIXELS),
+    "WebP cut short": (None, HEADER),
+    "ICO (Pillow reads it, not accepted)": (None, NOT_A_FORMAT),
+    "AVIF (Pillow reads it, not accepted)": (None, NOT_A_FORMAT),
 }
 
 
@@ -310,6 +331,8 @@ def _derived(name: str) -> bytes:
     if name == "WebP cut short":
         webp = image_bytes("WEBP")
         return webp[: len(webp) // 2]
+    if name.startswith(("ICO", "AVIF")):
+        return image_bytes(name.split()[0])
     raise AssertionError(name)
 
 
@@ -334,18 +357,28 @@ def test_a_png_that_pillow_rejects_is_rejected_too(serialize: ModuleType) -> Non
     with pytest.raises(Exception):  # noqa: B017 - Pillow raises several kinds
         Image.open(io.BytesIO(broken)).load()
     with pytest.raises(serialize.NotAnImageError):
-        serialize.inspect_image(broken)
+        serialize.serialize(broken)
+
+
+@pytest.mark.parametrize("name", ["PNG with data after its pixels", "GIF without trailer"])
+def test_what_pillow_and_the_endpoint_decode_is_accepted(serialize: ModuleType, name: str) -> None:
+    """The hand-written checks refused these; Pillow (also in the endpoint) decodes them."""
+    data = {
+        "PNG with data after its pixels": _png(1, 1, b"\x00" * 40),
+        "GIF without trailer": ASCII_GIF[:-1],
+    }[name]
+    assert serialize.serialize(data)[0] == data
 
 
 # ------------------------------------------------------------------------------ size limits
 
 
-def test_default_limit_keeps_the_base64_under_the_state_payload_limit(
-    serialize: ModuleType,
-) -> None:
-    assert serialize.max_image_bytes({}) == 150_000
-    assert serialize.HARD_MAX_IMAGE_BYTES * 4 / 3 <= 256 * 1024 - 8 * 1024
-    assert 150_000 * 4 / 3 < 256 * 1024
+def test_objects_up_to_25_mib_and_state_payload_arithmetic(serialize: ModuleType) -> None:
+    assert serialize.max_image_bytes({}) == serialize.HARD_MAX_IMAGE_BYTES == 25 * 1024 * 1024
+    assert serialize.INLINE_MAX_BYTES == 190_464  # the old MaxImageBytes ceiling
+    assert serialize.INLINE_MAX_BYTES * 4 / 3 <= 256 * 1024 - 8 * 1024
+    side = serialize.REDUCED_SIDE  # a reduced PNG: RGB rows plus one filter byte each
+    assert side * (3 * side + 1) + 1024 < serialize.INLINE_MAX_BYTES
 
 
 def test_too_large_is_refused_before_download(
@@ -394,7 +427,7 @@ def test_a_body_longer_than_its_content_length_is_still_refused(serialize: Modul
         ("abc", "not an integer"),
         ("0", "between 1 and"),
         ("-5", "between 1 and"),
-        ("300000", "256 KiB"),
+        (str(25 * 1024 * 1024 + 1), "sized for 25 MiB objects"),
     ],
 )
 def test_bad_max_image_bytes_raises_configuration_error(
@@ -426,12 +459,14 @@ def test_every_error_is_a_distinct_named_class(serialize: ModuleType) -> None:
     assert len(names) == 6
 
 
-def test_a_decompression_bomb_is_refused_in_little_memory(serialize: ModuleType) -> None:
-    """100 KB of IDAT that inflates to 100 MB: counted in 1 MiB steps, never held."""
+def test_a_decompression_bomb_is_refused_from_its_header(serialize: ModuleType) -> None:
+    """100 KB of IDAT that would inflate to 805 MB (16384 x 16384 RGB): never inflated.
+
+    The process's peak memory for a 60 MP bomb is measured in test_serialize_photos.py."""
     import tracemalloc
 
     stream = zlib.compress(b"\x00" * (100 * 1024 * 1024), 9)
-    assert len(stream) < serialize.DEFAULT_MAX_IMAGE_BYTES
+    assert len(stream) < serialize.INLINE_MAX_BYTES
     bomb = (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16384, 16384, 8, 2, 0, 0, 0))
@@ -440,8 +475,8 @@ def test_a_decompression_bomb_is_refused_in_little_memory(serialize: ModuleType)
     )
     tracemalloc.start()
     try:
-        with pytest.raises(serialize.NotAnImageError, match="header promises"):
-            serialize.inspect_image(bomb)
+        with pytest.raises(serialize.ImageTooLargeError, match="268435456 pixels.*limit 50.3 MP"):
+            serialize.serialize(bomb)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -284,6 +284,12 @@ def test_a_confident_image_succeeds(workflow: Any) -> None:
     output = json.loads(result["output"])
     assert output["inferences"] == [0.97, 0.03] and output["label"] == 0
     assert output["endpoint_name"] == "scones-image-classifier" and output["threshold"] == 0.93
+    # what SerializeImage says of the image passes through ClassifyImage, FilterInferences, ASL
+    assert (output["reduced"], output["original_format"], output["original_bytes"]) == (
+        False,
+        "GIF",
+        len(ASCII_GIF),
+    )
 
 
 def test_a_low_confidence_image_fails_with_low_confidence_error(workflow: Any) -> None:
