@@ -118,7 +118,9 @@ def aws_source(
 
     session = session or boto3.session.Session()
     if not session.region_name:
-        raise CommandError("no AWS region: set AWS_REGION or a profile's region (or use the twin)")
+        raise CommandError(
+            "no AWS region: set AWS_DEFAULT_REGION or a profile's region (or use the twin)"
+        )
     sfn = session.client("stepfunctions")
     source = Source(
         mode="aws",
