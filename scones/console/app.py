@@ -17,6 +17,7 @@ from typing import Any
 
 from scones.console.executions import DEFAULT_PAGE, MAX_PAGE, STATUSES, Executions
 from scones.console.source import Source
+from scones.executions import execution_history
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -169,14 +170,14 @@ class Console:
 
     def execution_page(self, request: Any) -> Any:
         """``/execution?arn=``: graph, states with input/output, events."""
-        from scones.console.history import event_rows, history, state_rows
+        from scones.console.history import event_rows, state_rows
 
         arn = request.query_params.get("arn")
         if not arn:
             return self.error(400, "which execution? /execution?arn=EXECUTION_ARN")
         info = self.source.sfn.describe_execution(executionArn=arn)
         definition = self._definition(arn, info["stateMachineArn"])
-        events = history(self.source.sfn, arn)
+        events = execution_history(self.source.sfn, arn)
         running = info["status"] == "RUNNING"
         try:
             svg, graph_error = self.graphs.svg(arn, definition, events, final=not running), None

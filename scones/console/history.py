@@ -49,15 +49,6 @@ class StateRow:
     output: Shown
 
 
-def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    """Every event of an execution, oldest first (GetExecutionHistory, all pages)."""
-    events: list[dict[str, Any]] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        events.extend(page.get("events", []))
-    events.sort(key=lambda e: int(e.get("id", 0)))
-    return events
-
-
 def _details(event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if key.endswith("EventDetails") and isinstance(value, dict):

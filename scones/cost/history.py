@@ -29,28 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-_SCHEDULED = {"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"}
-_STARTED = {"TaskStarted", "LambdaFunctionStarted", "ActivityStarted"}
-_SUCCEEDED = {"TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"}
-_ENDED_BADLY = {
-    "TaskFailed",
-    "TaskTimedOut",
-    "TaskStartFailed",
-    "TaskSubmitFailed",
-    "LambdaFunctionFailed",
-    "LambdaFunctionTimedOut",
-    "LambdaFunctionStartFailed",
-    "LambdaFunctionScheduleFailed",
-    "ActivityFailed",
-    "ActivityTimedOut",
-    "ActivityScheduleFailed",
-}
-_EXECUTION_END = {
-    "ExecutionSucceeded": "SUCCEEDED",
-    "ExecutionFailed": "FAILED",
-    "ExecutionAborted": "ABORTED",
-    "ExecutionTimedOut": "TIMED_OUT",
-}
+from scones.executions import ATTEMPT_FAILED as _ENDED_BADLY
+from scones.executions import ATTEMPT_SCHEDULED as _SCHEDULED
+from scones.executions import ATTEMPT_STARTED as _STARTED
+from scones.executions import ATTEMPT_SUCCEEDED as _SUCCEEDED
+from scones.executions import EXECUTION_END as _EXECUTION_END
 
 
 @dataclass

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from scones.errors import CommandError
+from scones.executions import execution_history
 from scones.settings import Settings
 
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_STEPFUNCTIONS", "AWS_ENDPOINT_URL")
@@ -103,15 +104,6 @@ def list_executions(sfn: Any, arn: str, since: datetime | None) -> list[dict[str
             ) from None
         raise
     return found
-
-
-def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """Every event of one execution (all pages of GetExecutionHistory)."""
-    events: list[dict[str, Any]] = []
-    paginator = sfn.get_paginator("get_execution_history")
-    for page in paginator.paginate(executionArn=execution_arn, PaginationConfig={"PageSize": 1000}):
-        events.extend(page.get("events", []))
-    return events
 
 
 def histories(

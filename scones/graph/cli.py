@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.errors import ErrorTable, user_errors
+from scones.executions import execution_history
 
 DESCRIPTION = """\
 Draw the workflow as the Step Functions console does, from the API alone (DescribeStateMachine,
@@ -100,7 +101,7 @@ def handle(args: argparse.Namespace) -> int:
             target.client, target.state_machine_arn, args.status, args.error
         )
     if execution is not None:
-        events = source.execution_history(target.client, str(execution["executionArn"]))
+        events = execution_history(target.client, str(execution["executionArn"]))
         ended = execution_end(events)
         print(
             f"{execution['name']}: {execution['status']}"

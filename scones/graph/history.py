@@ -21,33 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scones.executions import ATTEMPT_FAILED, ATTEMPT_SCHEDULED, EXECUTION_END
+from scones.executions import ATTEMPT_SUCCEEDED as _ATTEMPT_SUCCEEDED
 from scones.graph.model import END, START, Graph, build_graph
 
 STATUSES = ("succeeded", "failed", "caught", "not-run", "running")
 
-_EXECUTION_END = {
-    "ExecutionSucceeded": "SUCCEEDED",
-    "ExecutionFailed": "FAILED",
-    "ExecutionAborted": "ABORTED",
-    "ExecutionTimedOut": "TIMED_OUT",
-}
-_SCHEDULED = {"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"}
-_ATTEMPT_FAILED = {
-    "TaskFailed",
-    "TaskTimedOut",
-    "TaskStartFailed",
-    "TaskSubmitFailed",
-    "LambdaFunctionFailed",
-    "LambdaFunctionTimedOut",
-    "LambdaFunctionStartFailed",
-    "LambdaFunctionScheduleFailed",
-    "ActivityFailed",
-    "ActivityTimedOut",
-    "ActivityScheduleFailed",
-    "ParallelStateFailed",
-    "MapStateFailed",
-}
-_ATTEMPT_SUCCEEDED = {"TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"}
+
+_EXECUTION_END = EXECUTION_END
+_SCHEDULED = ATTEMPT_SCHEDULED
+# a failed Parallel or Map state ends its attempt too
+_ATTEMPT_FAILED = ATTEMPT_FAILED | {"ParallelStateFailed", "MapStateFailed"}
 
 
 @dataclass

@@ -122,15 +122,6 @@ def latest_execution(
     raise ExecutionNotFoundError(f"{state_machine_arn} has no execution{which}{limit}")
 
 
-def execution_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """Every event of the execution, oldest first (all pages of GetExecutionHistory)."""
-    events: list[dict[str, Any]] = []
-    paginator = client.get_paginator("get_execution_history")
-    for page in paginator.paginate(executionArn=execution_arn, PaginationConfig={"PageSize": 1000}):
-        events.extend(page.get("events", []))
-    return events
-
-
 def describe_state_machine(client: Any, arn: str) -> dict[str, Any]:
     """DescribeStateMachine, with a one-line error when it does not exist."""
     try:

@@ -288,9 +288,9 @@ def _reached_endpoint(outcome: Any) -> bool:
 
 def run_image(workspace: Workspace, name: str, png: bytes, timeout_s: float = 300) -> ExecutionRun:
     """Upload one image, run one execution on it, wait, and draw its history."""
+    from scones.executions import execution_history
     from scones.graph.export import title_for
     from scones.graph.render import render_svg
-    from scones.graph.source import execution_history
     from scones.twin.workflow import wait_execution
 
     key = put_image(workspace, name, png)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from scones.cli import main
+from scones.twin.lambda_runtime import HANDLER_FILE_TAG
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 AWS_ENV = {
@@ -37,10 +38,13 @@ class Account:
     executions: list[str]
 
 
+ECHO_HANDLER = "def lambda_handler(event, context):\n    return event\n"
+
+
 def _echo_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
+        archive.writestr("app.py", ECHO_HANDLER)
     return buf.getvalue()
 
 
@@ -76,6 +80,12 @@ def account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Account
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SCONES_HOME", str(tmp_path / "home"))  # no training report there
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    # The echo handler as a file, tagged as `scones deploy --local` tags functions: moto's own
+    # simple backend echoes the event, and the twin's binding (installed process-wide once another
+    # test has used it) runs this file, so the histories are the same in either case.
+    echo = tmp_path / "echo" / "app.py"
+    echo.parent.mkdir()
+    echo.write_text(ECHO_HANDLER, encoding="utf-8")
     with mock_aws(config=config):
         role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")
         lam = boto3.client("lambda")
@@ -86,6 +96,7 @@ def account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Account
                 Role=role["Role"]["Arn"],
                 Handler="app.lambda_handler",
                 Code={"ZipFile": _echo_zip()},
+                Tags={HANDLER_FILE_TAG: str(echo)},
             )["FunctionArn"]
             for task in TASKS
         }

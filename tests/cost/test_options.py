@@ -1,4 +1,4 @@
-"""The option arithmetic on simple numbers (prices in conftest.ROUND_PRICES), checked by hand."""
+"""The option arithmetic on simple numbers (prices in cost_helpers.ROUND_PRICES), checked by hand."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ caught: an S3 event (ReadInput, CheckS3Event, FromS3Event, AddSettings), the thr
 
 from __future__ import annotations
 
-from conftest import FUNCTIONS, history
+from cost_helpers import FUNCTIONS, history
 
 from scones.cost.history import count_execution
 from scones.cost.usage import Usage, add_execution, match_function
