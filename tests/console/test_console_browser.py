@@ -8,11 +8,7 @@ unless ``SCONES_REQUIRE_CHROMIUM=1`` (CI), as ``tests/monitor/test_monitor_repor
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,21 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-
-
-def chromium() -> str:
-    """The Chromium binary, or a skip (a failure when CI requires it)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("SCONES_REQUIRE_CHROMIUM") == "1":
-        pytest.fail(
-            "SCONES_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install -y chromium)"
-        )
-    pytest.skip(
-        "chromium is not installed (apt-get install -y chromium); the browser test needs it"
-    )
+from chromium_helpers import chromium_dom
 
 
 @pytest.fixture
@@ -96,25 +78,16 @@ class Dom(HTMLParser):
 def load(url: str, tmp_path: Path, name: str) -> tuple[Dom, list[str]]:
     """Load ``url`` in headless Chromium; the DOM it built and the URLs the page requested."""
     netlog = tmp_path / f"{name}.netlog.json"
-    command = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-extensions",
+    dom, err, code = chromium_dom(
+        url,
+        tmp_path / "chromium-profile",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--log-net-log={netlog}", "--net-log-capture-mode=Default",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
-        "--dump-dom", url,
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        f"--log-net-log={netlog}",
+        "--net-log-capture-mode=Default",
+        budget_ms=5000,
+        timeout_s=90,
     )
-    try:
-        dom, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"chromium did not finish loading {url} within 90 s")
-    assert proc.returncode == 0 and "</html>" in dom, f"chromium failed: {err[-800:]}"
+    assert code == 0 and "</html>" in dom, f"chromium failed: {err[-800:]}"
     parsed = Dom()
     parsed.feed(dom)
     return parsed, page_requests(json.loads(netlog.read_text()), "http://127.0.0.1")

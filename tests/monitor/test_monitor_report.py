@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import shutil
-import signal
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from chromium_helpers import chromium_dom
 from monitor_helpers import make_record, write_capture
 from PIL import Image
 
@@ -96,14 +93,6 @@ def test_report_escapes_what_it_shows(tmp_path: Path) -> None:
     assert result.collector.errors_total == 1
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", function () {
@@ -120,34 +109,11 @@ window.addEventListener("load", function () {
 
 def render_in_chromium(page: Path, tmp_path: Path) -> str:
     """Load ``page`` plus an image check in headless Chromium; return the ``IMAGES ... END`` text."""
-    binary = _chromium()
-    if binary is None:
-        if os.environ.get("SCONES_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(
-                "SCONES_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install -y chromium)"
-            )
-        pytest.skip(
-            "chromium is not installed (apt-get install -y chromium); the browser check needs it"
-        )
     checked = tmp_path / "checked.html"
     checked.write_text(page.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000",
-        "--dump-dom", checked.as_uri(),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        dom, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("chromium did not finish rendering the report within 90 s")
+    dom, err, code = chromium_dom(checked.as_uri(), tmp_path / "chromium-profile", timeout_s=90)
     match = re.search(r"IMAGES (.*?) END", dom)
-    assert match, f"chromium rendered no image check (exit {proc.returncode}): {err[-800:]}"
+    assert match, f"chromium rendered no image check (exit {code}): {err[-800:]}"
     return match.group(1)
 
 

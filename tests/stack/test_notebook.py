@@ -14,15 +14,13 @@ import base64
 import io
 import os
 import re
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium_helpers import chromium_dom
 from PIL import Image
 
 from scones.notebook.execute import (
@@ -162,20 +160,6 @@ def test_monitor_figures_and_cost_table_are_in_the_outputs(executed: tuple[Any, 
     assert 'data-scones="cost-this-run"' in cost and 'data-scones="cost-chart"' in cost
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("SCONES_REQUIRE_CHROMIUM") == "1":
-        pytest.fail(
-            "SCONES_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install -y chromium)"
-        )
-    pytest.skip(
-        "chromium is not installed (apt-get install -y chromium); the browser check needs it"
-    )
-
-
 CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", function () {
@@ -202,23 +186,9 @@ def test_the_html_copy_renders_its_images_in_chromium(
     html = to_html(executed[0])
     assert not re.search(r'<(script|link|img)[^>]*(src|href)="https?:', html), "loads the network"
     page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
-    command = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        dom, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("chromium did not finish rendering the notebook within 120 s")
+    dom, err, code = chromium_dom(page.as_uri(), tmp_path / "chromium-profile")
     found = re.search(r"CHECK (.*?) END", dom)
-    assert found, f"chromium rendered no check (exit {proc.returncode}): {err[-800:]}"
+    assert found, f"chromium rendered no check (exit {code}): {err[-800:]}"
     check = json.loads(found.group(1).replace("&quot;", '"'))
     images = check["images"]
     assert "broken" not in images, images
