@@ -7,6 +7,7 @@ of one execution's history. Plain boto3 ``stepfunctions`` clients: the twin's or
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 # One attempt of a Task state: scheduled, (started), then succeeded or ended badly.
@@ -45,3 +46,26 @@ def execution_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:
         events.extend(page.get("events", []))
     events.sort(key=lambda event: int(event.get("id", 0)))
     return events
+
+
+def event_details(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's ``...EventDetails`` object (each event has at most one)."""
+    for key, value in event.items():
+        if key.endswith("EventDetails") and isinstance(value, dict):
+            return value
+    return {}
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An event's timestamp as an aware datetime (datetime, ISO text or epoch seconds)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from scones.console.payloads import Shown, show_json, show_value
+from scones.executions import event_details as _details
 
 JSON_FIELDS = ("input", "output", "parameters", "result")
 
@@ -47,13 +48,6 @@ class StateRow:
     caught_by: list[str] | None
     input: Shown
     output: Shown
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event.items():
-        if key.endswith("EventDetails") and isinstance(value, dict):
-            return value
-    return {}
 
 
 def _expand(details: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from scones.executions import ATTEMPT_FAILED as _ENDED_BADLY
@@ -34,6 +34,8 @@ from scones.executions import ATTEMPT_SCHEDULED as _SCHEDULED
 from scones.executions import ATTEMPT_STARTED as _STARTED
 from scones.executions import ATTEMPT_SUCCEEDED as _SUCCEEDED
 from scones.executions import EXECUTION_END as _EXECUTION_END
+from scones.executions import event_details as _details
+from scones.executions import timestamp
 
 
 @dataclass
@@ -88,28 +90,6 @@ class ExecutionCount:
         if self.started is None or self.ended is None:
             return None
         return max(0, round((self.ended - self.started).total_seconds() * 1000))
-
-
-def timestamp(value: Any) -> datetime | None:
-    """An event's timestamp as an aware datetime (datetime, ISO text or epoch seconds)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC)
-    try:
-        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event.items():
-        if key.endswith("EventDetails") and isinstance(value, dict):
-            return value
-    return {}
 
 
 def _json(text: Any) -> Any:

@@ -18,11 +18,12 @@ for a state it ended in), summed over entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from scones.executions import ATTEMPT_FAILED, ATTEMPT_SCHEDULED, EXECUTION_END
+from scones.executions import ATTEMPT_FAILED, ATTEMPT_SCHEDULED, EXECUTION_END, timestamp
 from scones.executions import ATTEMPT_SUCCEEDED as _ATTEMPT_SUCCEEDED
+from scones.executions import event_details as _details
 from scones.graph.model import END, START, Graph, build_graph
 
 STATUSES = ("succeeded", "failed", "caught", "not-run", "running")
@@ -70,30 +71,6 @@ class _Entry:
     output: str | None = None
     next_state: str | None = None
     kind: str = ""  # Task, Choice, Parallel, ... (from the StateEntered event type)
-
-
-def timestamp(value: Any) -> datetime | None:
-    """An event's timestamp as an aware datetime (datetime, ISO text or epoch seconds)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC)
-    text = str(value).strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    """The event's ``...EventDetails`` object (each event has at most one)."""
-    for key, value in event.items():
-        if key.endswith("EventDetails") and isinstance(value, dict):
-            return value
-    return {}
 
 
 @dataclass

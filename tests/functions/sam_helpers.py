@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from moto_helpers import queue_endpoint_results  # noqa: F401  (re-exported for the tests)
 
 from scones.twin import lambda_runtime
 from scones.twin.template import TwinApp, load_template, read_app
@@ -88,27 +89,6 @@ def read_event(name: str) -> dict[str, Any]:
     """One of the sample events under ``events/``."""
     data: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return data
-
-
-def queue_endpoint_results(*bodies: str, content_type: str = "application/json") -> None:
-    """Queue answers for moto's sagemaker-runtime through its documented moto-api route."""
-    import requests
-
-    results = [
-        {
-            "Body": body,
-            "ContentType": content_type,
-            "InvokedProductionVariant": "AllTraffic",
-            "CustomAttributes": "",
-        }
-        for body in bodies
-    ]
-    response = requests.post(
-        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
-        json={"results": results, "region": "us-east-1"},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 32), **save: Any) -> bytes:

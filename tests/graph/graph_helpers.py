@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto_helpers import queue_endpoint_results
 
 PROJECT = Path(__file__).resolve().parents[2]
 BUCKET = "scones-images-graph-test"
@@ -66,27 +67,6 @@ class Workflow:
                 return run
             time.sleep(0.02)
         raise AssertionError(f"{name} did not finish in 30 s")
-
-
-def queue_endpoint_results(*bodies: str) -> None:
-    """Queue answers for moto's SageMaker Runtime (its documented moto-api route)."""
-    import requests
-
-    results = [
-        {
-            "Body": body,
-            "ContentType": "application/json",
-            "InvokedProductionVariant": "AllTraffic",
-            "CustomAttributes": "",
-        }
-        for body in bodies
-    ]
-    response = requests.post(
-        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
-        json={"results": results, "region": "us-east-1"},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
 
 
 AWS_ENV = {
