@@ -1,10 +1,9 @@
 """Step 2 of the walkthrough: the data. Which CIFAR-100 archive, the ETL (``scones etl``), and a
 grid of sample images per class.
 
-``choose_archive("")`` picks, in order: ``$CIFAR100_ARCHIVE``; the shared subset beside the
-checkout (``../shared/data/cifar-100-python-vehicles.tar.gz``); else a small synthetic archive in
-the official format (``scones.data.synthetic``), so the notebook runs on a fresh clone with no
-network. ``"synthetic"`` forces the synthetic one; a path or URL is used as given.
+``choose_archive("")`` picks ``$CIFAR100_ARCHIVE`` (the Makefile exports the archive the demo
+uses), else a small synthetic archive in the official format (``scones.data.synthetic``), so the
+notebook runs on a fresh clone with no network. ``"synthetic"`` forces the synthetic one; a path or URL is used as given.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 
 from scones.notebook import display
 
-SHARED_ARCHIVE = Path("..") / "shared" / "data" / "cifar-100-python-vehicles.tar.gz"
 # The synthetic archive: enough images for a short training run to separate the classes.
 SYNTHETIC_TRAIN = 300
 SYNTHETIC_TEST = 25
@@ -45,9 +43,6 @@ def choose_archive(
         if env:  # the Makefile's is relative to the project, the kernel runs in notebooks/
             relative = "://" not in env and not Path(env).is_absolute()
             return ArchiveChoice(str(project_root / env) if relative else env, "$CIFAR100_ARCHIVE")
-        shared = (project_root / SHARED_ARCHIVE).resolve()
-        if shared.is_file():
-            return ArchiveChoice(str(shared), "the shared CIFAR-100 subset beside the checkout")
     from scones.data.synthetic import build_cifar_archive
 
     counts = {name: SYNTHETIC_TRAIN for name in (classes or ("bicycle", "motorcycle"))}
@@ -55,7 +50,7 @@ def choose_archive(
     path = build_cifar_archive(
         workdir / "synthetic-cifar-100-python.tar.gz", counts, n_test=SYNTHETIC_TEST
     )
-    why = "synthetic images in the official format (no shared archive here)"
+    why = "synthetic images in the official format ($CIFAR100_ARCHIVE is not set)"
     return ArchiveChoice(str(path), why if not wanted else "synthetic, as asked")
 
 
