@@ -148,11 +148,7 @@ class EndpointServer:
             self.metrics.count(endpoint.name, endpoint.variant)
         if endpoint.batcher is None:
             raise ModelError(name, 500, f"the model failed to load: {endpoint.load_error}")
-        content_type = headers.get("content-type", "application/octet-stream")
-        outcome = await endpoint.batcher.infer(body, content_type, headers.get("accept", "*/*"))
-        if outcome.status != 200:
-            raise ModelError(name, outcome.status, outcome.message)
-        self._capture(endpoint, body, content_type, outcome, headers)
+        outcome = await self._infer(endpoint, body, headers)
         return Response(
             200,
             outcome.body,
@@ -179,14 +175,20 @@ class EndpointServer:
             raise HttpError("the model is not loaded")
         if self.metrics is not None:
             self.metrics.count(endpoint.name, endpoint.variant)
+        outcome = await self._infer(endpoint, body, headers)
+        return Response(
+            200, outcome.body, [(b"content-type", outcome.content_type.encode("latin-1"))]
+        )
+
+    async def _infer(self, endpoint: Endpoint, body: bytes, headers: dict[str, str]) -> Outcome:
+        """Run ``body`` through the endpoint's model (loaded); capture it when it succeeds."""
+        assert endpoint.batcher is not None
         content_type = headers.get("content-type", "application/octet-stream")
         outcome = await endpoint.batcher.infer(body, content_type, headers.get("accept", "*/*"))
         if outcome.status != 200:
             raise ModelError(endpoint.name, outcome.status, outcome.message)
         self._capture(endpoint, body, content_type, outcome, headers)
-        return Response(
-            200, outcome.body, [(b"content-type", outcome.content_type.encode("latin-1"))]
-        )
+        return outcome
 
     def _capture(
         self,
