@@ -7,8 +7,14 @@ of one execution's history. Plain boto3 ``stepfunctions`` clients: the twin's or
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
+
+from scones.errors import CommandError
+
+#: Any of these set in the environment means "the user chose an endpoint": use it as it is.
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_STEPFUNCTIONS", "AWS_ENDPOINT_URL")
 
 # One attempt of a Task state: scheduled, (started), then succeeded or ended badly.
 ATTEMPT_SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
@@ -36,6 +42,20 @@ EXECUTION_END = {
     "ExecutionAborted": "ABORTED",
     "ExecutionTimedOut": "TIMED_OUT",
 }
+
+
+def endpoint_chosen(environ: dict[str, str] | None = None) -> bool:
+    """Whether the environment names a Step Functions endpoint (``eval "$(scones env)"`` does)."""
+    env = os.environ if environ is None else environ
+    return any(env.get(name) for name in _ENDPOINT_VARIABLES)
+
+
+def describe_state_machine(client: Any, arn: str) -> dict[str, Any]:
+    """DescribeStateMachine, with a one-line error when it does not exist."""
+    try:
+        return dict(client.describe_state_machine(stateMachineArn=arn))
+    except client.exceptions.StateMachineDoesNotExist:
+        raise CommandError(f"no state machine {arn}") from None
 
 
 def execution_history(client: Any, execution_arn: str) -> list[dict[str, Any]]:

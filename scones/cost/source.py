@@ -9,7 +9,6 @@ deployment (``deployed.json``): through the standard AWS settings when they name
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from scones.errors import CommandError
-from scones.executions import execution_history
+from scones.executions import describe_state_machine as describe_state_machine  # re-exported
+from scones.executions import endpoint_chosen, execution_history
 from scones.settings import Settings
 
-_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_STEPFUNCTIONS", "AWS_ENDPOINT_URL")
 HISTORY_WORKERS = 8
 
 
@@ -58,7 +57,7 @@ def target_for(
     from scones.twin.deploy import read_deployed
 
     deployed = read_deployed(settings)
-    if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES):
+    if endpoint_chosen():
         sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
     else:
         from scones.twin.clients import twin_clients
@@ -72,14 +71,6 @@ def target_for(
         endpoint_name or deployed.get("endpoint_name"),
         twin=True,
     )
-
-
-def describe_state_machine(sfn: Any, arn: str) -> dict[str, Any]:
-    """DescribeStateMachine, with a one-line error when it does not exist."""
-    try:
-        return dict(sfn.describe_state_machine(stateMachineArn=arn))
-    except sfn.exceptions.StateMachineDoesNotExist:
-        raise CommandError(f"no state machine {arn}") from None
 
 
 def list_executions(sfn: Any, arn: str, since: datetime | None) -> list[dict[str, Any]]:

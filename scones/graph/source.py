@@ -6,20 +6,15 @@ DescribeExecution, ListExecutions (newest first) and GetExecutionHistory (every 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from scones.errors import CommandError
+from scones.executions import describe_state_machine as describe_state_machine  # re-exported
+from scones.executions import endpoint_chosen
 from scones.settings import Settings
 
-#: Any of these set in the environment means "the user chose an endpoint": use it as it is.
-_ENDPOINT_VARIABLES = (
-    "AWS_ENDPOINT_URL_SFN",
-    "AWS_ENDPOINT_URL_STEPFUNCTIONS",
-    "AWS_ENDPOINT_URL",
-)
 SCAN_LIMIT = 1000  # executions described at most to find one with a given error
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 
@@ -35,12 +30,6 @@ class Target:
     client: Any
     state_machine_arn: str
     twin: bool
-
-
-def endpoint_chosen(environ: dict[str, str] | None = None) -> bool:
-    """Whether the environment names a Step Functions endpoint (``eval "$(scones env)"`` does)."""
-    env = os.environ if environ is None else environ
-    return any(env.get(name) for name in _ENDPOINT_VARIABLES)
 
 
 def target_for(settings: Settings, state_machine_arn: str | None) -> Target:
@@ -120,11 +109,3 @@ def latest_execution(
     which = f" with {' and '.join(wanted)}" if wanted else ""
     limit = f" among its newest {SCAN_LIMIT}" if error else ""
     raise ExecutionNotFoundError(f"{state_machine_arn} has no execution{which}{limit}")
-
-
-def describe_state_machine(client: Any, arn: str) -> dict[str, Any]:
-    """DescribeStateMachine, with a one-line error when it does not exist."""
-    try:
-        return dict(client.describe_state_machine(stateMachineArn=arn))
-    except client.exceptions.StateMachineDoesNotExist:
-        raise CommandError(f"no state machine {arn}") from None
