@@ -2,9 +2,10 @@
 
 SageMaker runs ``python train.py --epochs 30 ...`` in its PyTorch training container with the
 ``SM_*`` environment variables set; ``scones train`` calls ``main`` in-process with the same
-variables pointing at local folders. Self-contained: torch, numpy, Pillow, the sibling
-``network.py`` (the CNN and its ONNX export) and the sibling ``serving/`` folder (``inference.py`` and ``requirements.txt``, copied into the model's ``code/``);
-tqdm and onnxruntime are used when present (progress bar; ONNX parity check and latency).
+variables pointing at local folders. Self-contained: torch, numpy, Pillow and its siblings in
+this folder: ``channels.py`` (reading a channel), ``network.py`` (the CNN and its ONNX export),
+``calibration.py`` (the report's accuracy, coverage, precision and ECE) and ``serving/``
+(``inference.py`` and ``requirements.txt``, copied into the model's ``code/``); tqdm and onnxruntime are used when present (progress bar; ONNX parity check and latency).
 SageMaker installs ``requirements.txt`` (beside this file) before running it.
 
 Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<split>.lst``
@@ -32,17 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from calibration import classification_report
+from channels import TrainingDataError, find_manifest, load_split, read_classes
 from network import build_model, export_onnx, make_probability_model, onnx_benchmark
 
 HERE = Path(__file__).resolve().parent
-CONFIDENCE_THRESHOLD = 0.93
-ECE_BINS = 15
 # Copied from serving/ into the model's code/ folder, which SageMaker's inference container loads.
 SERVING_FILES = ("inference.py", "requirements.txt")
-
-
-class TrainingDataError(Exception):
-    """The training or test channel does not hold the expected ``.lst`` + PNG layout."""
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Any:
@@ -72,77 +69,6 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     if unknown:
         print(f"ignoring unknown arguments: {' '.join(unknown)}", file=sys.stderr)
     return args
-
-
-def _find_manifest(channel: Path, split: str) -> Path:
-    preferred = channel / f"{split}.lst"
-    if preferred.is_file():
-        return preferred
-    found = sorted(channel.glob("*.lst")) if channel.is_dir() else []
-    if len(found) == 1:
-        return found[0]
-    raise TrainingDataError(
-        f"no {split}.lst in {channel}; run `scones etl` and point the channel at its output"
-    )
-
-
-def read_classes(channel: Path) -> list[str]:
-    """Class names from ``classes.json`` in the channel folder."""
-    path = channel / "classes.json"
-    if not path.is_file():
-        raise TrainingDataError(f"no classes.json in {channel}")
-    return list(json.loads(path.read_text(encoding="utf-8"))["classes"])
-
-
-def load_split(channel: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split: images ``[N, 32, 32, 3]`` uint8 and labels ``[N]`` int64."""
-    from PIL import Image
-
-    manifest = _find_manifest(channel, split)
-    images, labels = [], []
-    for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) != 3:
-            raise TrainingDataError(f"{manifest}:{lineno}: expected index<TAB>label<TAB>path")
-        path = manifest.parent / parts[2]
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise TrainingDataError(f"{manifest}:{lineno}: cannot read {path} ({exc})") from None
-        if rgb.size != (32, 32):
-            rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
-        images.append(np.asarray(rgb, dtype=np.uint8))
-        labels.append(int(float(parts[1])))
-    if not images:
-        raise TrainingDataError(f"{manifest} lists no images")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
-
-
-def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """Accuracy, coverage/precision at the confidence threshold, ECE and NLL."""
-    pred = probs.argmax(axis=1)
-    conf = probs.max(axis=1)
-    correct = pred == labels
-    covered = conf >= CONFIDENCE_THRESHOLD
-    ece = 0.0
-    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        in_bin = (conf > lo) & (conf <= hi)
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean()
-    return {
-        "accuracy": float(correct.mean()),
-        "coverage": float(covered.mean()),
-        "precision_covered": float(correct[covered].mean()) if covered.any() else None,
-        "threshold": CONFIDENCE_THRESHOLD,
-        "ece": float(ece),
-        "nll": float(nll),
-        "n_test": int(len(labels)),
-    }
 
 
 def _augment(batch: Any, gen: Any) -> Any:
@@ -196,7 +122,7 @@ def _predict(model: Any, x: Any, device: Any, batch_size: int = 256) -> np.ndarr
 def run(args: Any) -> dict[str, Any]:
     """Train, evaluate and write the model folder; return the report (also in metrics.json)."""
     for channel, split in ((Path(args.train), "train"), (Path(args.test), "test")):
-        _find_manifest(channel, split)  # fail fast, before importing torch
+        find_manifest(channel, split)  # fail fast, before importing torch
     read_classes(Path(args.train))
     # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning made 2-thread
     # training up to 10x slower (bench/README.md). Only effective before torch is first imported.
