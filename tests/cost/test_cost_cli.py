@@ -247,3 +247,19 @@ def test_twin_without_a_deployment_says_to_deploy(
     monkeypatch.setenv("SCONES_HOME", str(tmp_path))
     code, _, err = _run(capsys)
     assert code == 2 and "run `scones deploy --local`" in err
+
+
+def test_bad_counts_and_training_reports_are_one_line(
+    account: Account, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, *_common(account), "--images-per-month", "0")
+    assert code == 2 and err.strip() == (
+        "scones cost: --images-per-month and --instance-count must be at least 1"
+    )
+    broken = tmp_path / "model.tar.gz"
+    broken.write_bytes(b"not a tar file")
+    code, _, err = _run(capsys, *_common(account), "--model", str(broken))
+    assert code == 2 and err.startswith(
+        f"scones cost: cannot read the training report from {broken}:"
+    )
+    assert len(err.strip().splitlines()) == 1
