@@ -125,3 +125,13 @@ def test_a_twin_that_is_not_running_is_one_line_on_the_page(tmp_path: Path) -> N
     finally:
         close_app(app)
     assert status == 503 and "the offline twin is not reachable" in page and "scones up" in page
+
+
+def test_aws_without_a_region_is_one_line(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from scones.console.source import aws_source
+
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home")
+    with pytest.raises(CommandError, match="^no AWS region: set AWS_DEFAULT_REGION"):
+        aws_source(settings, session=SimpleNamespace(region_name=None))
