@@ -68,8 +68,9 @@ class AwsClients:
 
 def _errors() -> ErrorTable:
     from scones.data.etl import EtlError
+    from scones.training.script import SourceDirNotFoundError
 
-    return [((SageMakerError, EtlError), EXIT_USAGE)]
+    return [((SageMakerError, EtlError, SourceDirNotFoundError), EXIT_USAGE)]
 
 
 def _role(args: argparse.Namespace) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,12 @@ def find_project_root(start: Path | None = None) -> Path:
     if start is None and (source / "template.yaml").is_file():
         return source
     return here
+
+
+def project_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``$SCONES_PROJECT`` when set, else ``find_project_root()``."""
+    value = (os.environ if environ is None else environ).get("SCONES_PROJECT")
+    return Path(value).resolve() if value else find_project_root()
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,7 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``)."""
         env = dict(os.environ if environ is None else environ)
-        root = (
-            Path(env["SCONES_PROJECT"]).resolve()
-            if env.get("SCONES_PROJECT")
-            else find_project_root()
-        )
+        root = project_root(env)
         home = Path(env.get("SCONES_HOME") or root / ".scones").resolve()
         return cls(
             project_root=root,

@@ -393,3 +393,21 @@ def test_not_found_is_told_apart_from_other_errors() -> None:
         if_found(describe(error("ThrottlingException", "slow down")))
     assert if_found(describe(error("ValidationException", "does not exist"))) is None
     assert if_found(lambda: {"ok": 1}) == {"ok": 1}
+
+
+def test_source_dir_follows_scones_project_and_a_missing_one_is_named(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scones.training.script import source_dir
+
+    project = tmp_path / "project"
+    (project / "ml").mkdir(parents=True)
+    (project / "ml" / "train.py").write_text("")
+    monkeypatch.setenv("SCONES_PROJECT", str(project))
+    assert source_dir() == project / "ml"
+    monkeypatch.setenv("SCONES_PROJECT", str(tmp_path / "elsewhere"))
+    args = ("train", "--bucket", BUCKET, "--role", ROLE, "--no-wait", "--region", REGION)
+    assert cli(*args, "--quiet") == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("scones sagemaker: SourceDirNotFoundError: ") and "Traceback" not in err
