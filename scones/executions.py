@@ -16,6 +16,9 @@ from scones.errors import CommandError
 #: Any of these set in the environment means "the user chose an endpoint": use it as it is.
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_STEPFUNCTIONS", "AWS_ENDPOINT_URL")
 
+# What ListExecutions' statusFilter accepts (and DescribeExecution's status can be).
+EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
+
 # One attempt of a Task state: scheduled, (started), then succeeded or ended badly.
 ATTEMPT_SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
 ATTEMPT_STARTED = frozenset({"TaskStarted", "LambdaFunctionStarted", "ActivityStarted"})

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
-from scones.console.executions import DEFAULT_PAGE, MAX_PAGE, STATUSES, Executions
+from scones.console.executions import DEFAULT_PAGE, MAX_PAGE, Executions
 from scones.console.source import Source
+from scones.executions import EXECUTION_STATUSES as STATUSES
 from scones.executions import execution_history
 
 Scope = MutableMapping[str, Any]

@@ -41,7 +41,7 @@ Examples:
 
 def register(subparsers: Any) -> None:
     """Add ``scones graph``."""
-    from scones.graph.source import EXECUTION_STATUSES
+    from scones.executions import EXECUTION_STATUSES
 
     parser = subparsers.add_parser(
         "graph",

@@ -16,7 +16,6 @@ from scones.executions import endpoint_chosen
 from scones.settings import Settings
 
 SCAN_LIMIT = 1000  # executions described at most to find one with a given error
-EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 
 
 class ExecutionNotFoundError(CommandError):
