@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scones.executions import ATTEMPT_FAILED, ATTEMPT_SCHEDULED, EXECUTION_END, timestamp
+from scones.executions import ATTEMPT_FAILED, timestamp
+from scones.executions import ATTEMPT_SCHEDULED as _SCHEDULED
 from scones.executions import ATTEMPT_SUCCEEDED as _ATTEMPT_SUCCEEDED
+from scones.executions import EXECUTION_END as _EXECUTION_END
 from scones.executions import event_details as _details
 from scones.graph.model import END, START, Graph, build_graph
 
 STATUSES = ("succeeded", "failed", "caught", "not-run", "running")
 
-
-_EXECUTION_END = EXECUTION_END
-_SCHEDULED = ATTEMPT_SCHEDULED
 # a failed Parallel or Map state ends its attempt too
 _ATTEMPT_FAILED = ATTEMPT_FAILED | {"ParallelStateFailed", "MapStateFailed"}
 
