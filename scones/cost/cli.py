@@ -179,6 +179,14 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.images_per_month < 1 or args.instance_count < 1:
         raise CommandError("--images-per-month and --instance-count must be at least 1")
+    if not 0 <= args.async_hours <= 24:
+        raise CommandError(f"--async-hours {args.async_hours:g}: hours a day, from 0 to 24")
+    for flag, value in (
+        ("--inference-ms", args.inference_ms),
+        ("--training-seconds", args.training_seconds),
+    ):
+        if value is not None and value < 0:
+            raise CommandError(f"{flag} {value:g}: must be 0 or more")
     since = parse_since(args.since) if args.since else None
     settings = Settings.from_env()
     prices = load_prices(args.prices)

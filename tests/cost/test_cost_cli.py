@@ -263,3 +263,7 @@ def test_bad_counts_and_training_reports_are_one_line(
         f"scones cost: cannot read the training report from {broken}:"
     )
     assert len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, *_common(account), "--async-hours", "25")
+    assert code == 2 and err.strip() == "scones cost: --async-hours 25: hours a day, from 0 to 24"
+    code, _, err = _run(capsys, *_common(account), "--inference-ms=-5")
+    assert code == 2 and err.strip() == "scones cost: --inference-ms -5: must be 0 or more"
