@@ -215,3 +215,20 @@ def test_cli_latest_with_an_error_skips_other_failures(
     args = ["--latest", "--status", "SUCCEEDED", "--error", "NoSuchError"]
     assert graph("--state-machine", workflow.machine_arn, *args, "--output", str(out)) == 2
     assert "no execution with status SUCCEEDED and error NoSuchError" in capsys.readouterr().err
+
+
+def test_cli_latest_with_no_match_is_one_line(
+    workflow: Workflow, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = graph(
+        "--state-machine",
+        workflow.machine_arn,
+        "--latest",
+        "--status",
+        "ABORTED",
+        "--output",
+        str(tmp_path / "x.svg"),
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{workflow.machine_arn} has no execution with status ABORTED" in err
