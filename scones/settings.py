@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +27,12 @@ def find_project_root(start: Path | None = None) -> Path:
     return here
 
 
-def project_root(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SCONES_PROJECT`` when set, else ``find_project_root()``."""
+def project_root(
+    environ: Mapping[str, str] | None = None, find: Callable[[], Path] = find_project_root
+) -> Path:
+    """``$SCONES_PROJECT`` when set, else ``find()`` (the checkout holding ``template.yaml``)."""
     value = (os.environ if environ is None else environ).get("SCONES_PROJECT")
-    return Path(value).resolve() if value else find_project_root()
+    return Path(value).resolve() if value else find()
 
 
 @dataclass(frozen=True)

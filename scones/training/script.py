@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from scones.settings import find_project_root
 from scones.settings import project_root as default_project_root
 
 TRAIN_MODULE = "scones_sagemaker_train"  # the name ml/train.py is loaded under in-process
@@ -23,7 +24,7 @@ class SourceDirNotFoundError(FileNotFoundError):
 def source_dir(project_root: Path | None = None) -> Path:
     """The SageMaker source directory (``<project>/ml``; the project: ``$SCONES_PROJECT``, else
     the checkout holding ``template.yaml``)."""
-    root = project_root or default_project_root()
+    root = project_root or default_project_root(find=find_project_root)
     folder = root / "ml"
     if not (folder / "train.py").is_file():
         raise SourceDirNotFoundError(
