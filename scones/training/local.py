@@ -23,6 +23,14 @@ class ModelPackageError(Exception):
     """The training script did not leave a complete model folder."""
 
 
+def clean_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member as every model archive stores it: no owner, time 0 (same files, same bytes)."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    return info
+
+
 def package_model(model_dir: Path, dest: Path) -> Path:
     """Pack ``model_dir`` into ``dest`` (``model.tar.gz``) with the layout SageMaker loads."""
     missing = [name for name in MODEL_FILES if not (model_dir / name).exists()]
@@ -30,17 +38,10 @@ def package_model(model_dir: Path, dest: Path) -> Path:
         raise ModelPackageError(f"{model_dir} lacks {', '.join(missing)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-
-    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        return info
-
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                tar.add(path, arcname=path.relative_to(model_dir).as_posix(), filter=clean)
+                tar.add(path, arcname=path.relative_to(model_dir).as_posix(), filter=clean_tarinfo)
     tmp.replace(dest)
     return dest
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.aws import DLC_ARCH, DLC_GLIBC, DLC_PYTHON, S3Location, SageMakerError
+from scones.training.local import clean_tarinfo
 
 REQUIREMENTS = "code/requirements.txt"
 WHEELS = "code/wheels"
@@ -129,15 +130,8 @@ def ensure_wheels(
     return folder
 
 
-def _clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
-
-
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = _clean(tarfile.TarInfo(name))
+    info = clean_tarinfo(tarfile.TarInfo(name))
     info.size = len(data)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(data))
@@ -171,10 +165,10 @@ def repack_with_wheels(src: Path, dest: Path, wheels: Path) -> Path:
             if name in (REQUIREMENTS, WHEELS) or name.startswith(WHEELS + "/"):
                 continue
             data = old.extractfile(member) if member.isfile() else None
-            new.addfile(_clean(member), data)
+            new.addfile(clean_tarinfo(member), data)
         _add_bytes(new, REQUIREMENTS, offline_requirements(lines).encode())
         for wheel in files:
-            new.add(wheel, arcname=f"{WHEELS}/{wheel.name}", filter=_clean)
+            new.add(wheel, arcname=f"{WHEELS}/{wheel.name}", filter=clean_tarinfo)
     tmp.replace(dest)
     return dest
 
