@@ -31,7 +31,9 @@ from typing import Any
 
 from scones.aws import (
     DEFAULT_PREFIX,
+    ENDPOINT_INSTANCE,
     FRAMEWORK_VERSION,
+    TRAIN_INSTANCE,
     S3Location,
     SageMakerError,
     check_instance_quota,
@@ -48,8 +50,6 @@ from scones.training.sagemaker import (
 )
 
 ROLE_ENV = "SCONES_SAGEMAKER_ROLE"
-TRAIN_INSTANCE = "ml.m5.xlarge"  # CPU: the model trains in about a minute on 2 cores
-ENDPOINT_INSTANCE = "ml.m5.large"
 
 
 class MissingRoleError(SageMakerError):

@@ -15,7 +15,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from scones.aws import TAGS, S3Location, SageMakerError, if_found, image_uri, poll, timestamp
+from scones.aws import (
+    ENDPOINT_INSTANCE,
+    TAGS,
+    S3Location,
+    SageMakerError,
+    if_found,
+    image_uri,
+    poll,
+    timestamp,
+)
 
 DEFAULT_ENDPOINT = "scones-image-classifier"
 DEFAULT_VARIANT = "AllTraffic"
@@ -135,7 +144,7 @@ def deploy(
     region: str,
     where: S3Location,
     endpoint_name: str = DEFAULT_ENDPOINT,
-    instance_type: str = "ml.m5.large",
+    instance_type: str = ENDPOINT_INSTANCE,
     image: str | None = None,
     suffix: str | None = None,
     wait: bool = True,

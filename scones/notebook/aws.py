@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scones.aws import ENDPOINT_INSTANCE, TRAIN_INSTANCE
 from scones.errors import CommandError
 from scones.notebook import display
 from scones.notebook.workspace import Workspace
-
-TRAIN_INSTANCE = "ml.m5.xlarge"
-ENDPOINT_INSTANCE = "ml.m5.large"
 
 
 def open_aws(workspace: Workspace) -> None:
