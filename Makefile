@@ -81,7 +81,8 @@ test-stack: install ## Run the offline-stack tests only
 $(STATE)/data/train.lst: | $(VENV)/.installed
 	$(SCONES) etl --archive "$(CIFAR100_ARCHIVE)" --output $(STATE)/data --classes $(CLASSES)
 
-$(STATE)/model/model.tar.gz: $(STATE)/data/train.lst ml/train.py | $(VENV)/.installed
+# retrain when anything SageMaker receives changes (train.py, its sibling modules, serving/)
+$(STATE)/model/model.tar.gz: $(STATE)/data/train.lst $(wildcard ml/*.py ml/*.txt ml/serving/*) | $(VENV)/.installed
 	$(SCONES) train --data $(STATE)/data --model-dir $(STATE)/model $(if $(EPOCHS),--epochs $(EPOCHS))
 
 demo: install ## Run the whole workflow offline: twin, ETL, train, deploy, classify, monitor
