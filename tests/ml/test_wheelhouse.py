@@ -161,6 +161,20 @@ def test_cli_deploy_ships_the_wheels(aws: None, tiny_model_tar: Path, tmp_path: 
     assert url == f"s3://{BUCKET}/scones/models/{suffix}/model.tar.gz"
 
 
+def test_cli_deploy_with_an_empty_wheels_folder_is_one_line(
+    aws: None, tiny_model_tar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.upload_file(str(tiny_model_tar), BUCKET, "in/model.tar.gz")
+    (tmp_path / "empty").mkdir()
+    args = ["deploy", "--model-data", f"s3://{BUCKET}/in/model.tar.gz"]
+    args += ["--wheels", str(tmp_path / "empty"), "--bucket", BUCKET, "--role", ROLE]
+    assert cli(*args, "--region", REGION, "--quiet") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("scones sagemaker: WheelhouseError: no wheels (*.whl) in ")
+    assert not boto3.client("sagemaker", region_name=REGION).list_models()["Models"]
+
+
 def _no_network_prefix() -> list[str]:
     """``unshare -rn`` (a new, empty network namespace) when this machine allows it."""
     unshare = shutil.which("unshare")
