@@ -14,10 +14,12 @@ import re
 import shutil
 import tarfile
 import uuid
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scones.archive import Limits, UnsafeArchiveError, safe_extract
 from scones.settings import Settings
 
 ENDPOINT_FILE = "endpoint.json"
@@ -67,14 +69,16 @@ def _check_capture(capture_s3_uri: str | None, sampling_percentage: int) -> None
             )
 
 
-def _extract(model_tar: Path, target: Path) -> None:
-    """Extract ``model_tar`` into ``target`` (refusing links and paths outside it)."""
+def _extract(model_tar: Path, target: Path, limits: Limits | None = None) -> None:
+    """Extract ``model_tar`` into ``target`` after checking every member (``scones.archive``:
+    files and folders only, no path leaving ``target``, at most ``limits`` members and bytes)."""
     if not model_tar.is_file():
         raise InvalidModelArchiveError(f"model archive not found: {model_tar}")
     try:
-        with tarfile.open(model_tar, "r:*") as archive:
-            archive.extractall(target, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        safe_extract(model_tar, target, limits or Limits())
+    except UnsafeArchiveError as exc:
+        raise InvalidModelArchiveError(f"{model_tar} refused: {exc}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidModelArchiveError(f"cannot extract {model_tar}: {exc}") from None
     if not (target / "code" / "inference.py").is_file():
         raise InvalidModelArchiveError(
@@ -96,12 +100,14 @@ def register_endpoint(
     variant: str = "AllTraffic",
     capture_s3_uri: str | None,
     sampling_percentage: int = 100,
+    limits: Limits | None = None,
 ) -> Path:
     """Create or replace local endpoint ``name`` serving ``model_tar``; return its folder.
 
     The archive is extracted into ``endpoints/<name>/model/`` (replacing any previous model),
     then ``endpoint.json`` is written atomically, which is what the running server watches.
-    ``capture_s3_uri`` None turns Data Capture off.
+    ``capture_s3_uri`` None turns Data Capture off; ``limits`` caps what the archive may
+    expand to (default 512 MiB and 10,000 members).
     """
     _check_name("endpoint", name)
     _check_name("variant", variant)
@@ -110,7 +116,7 @@ def register_endpoint(
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".model.{uuid.uuid4().hex}.new"
     try:
-        _extract(Path(model_tar), staging)
+        _extract(Path(model_tar), staging, limits)
         model = folder / MODEL_DIR
         old = folder / f".model.{uuid.uuid4().hex}.old"
         if model.exists():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import sys
-import tarfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +29,9 @@ _BINS = 10  # the reliability diagram's bins over [1/C, 1]
 def load_predictor(model_tar: Path, into: Path) -> tuple[list[str], Callable[[list[bytes]], Any]]:
     """Extract ``model_tar`` into ``into`` and load its ``code/inference.py``; returns the class
     names and a function from PNG bytes to probabilities ``[N, C]``."""
-    into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(model_tar, "r:gz") as archive:
-        archive.extractall(into, filter="data")
+    from scones.archive import safe_extract
+
+    safe_extract(model_tar, into)  # checks every member; never trusts extractall's filter
     name = f"scones_notebook_inference_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, into / "code" / "inference.py")
     if spec is None or spec.loader is None:

@@ -27,16 +27,19 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scones.archive import UnsafeArchiveError, checked_members, read_member
 from scones.aws import DLC_ARCH, DLC_GLIBC, DLC_PYTHON, S3Location, SageMakerError
 from scones.training.local import clean_tarinfo
 
 REQUIREMENTS = "code/requirements.txt"
 WHEELS = "code/wheels"
 COMPLETE = "COMPLETE"  # marker in a cache folder: the wheels it lists were all fetched
+MAX_REQUIREMENTS_BYTES = 1024 * 1024
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
@@ -139,18 +142,23 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def archive_requirements(model_tar: Path) -> tuple[list[str], bool]:
     """The requirement lines of ``model_tar``'s ``code/requirements.txt`` and whether the
-    archive already holds ``code/wheels``."""
+    archive already holds ``code/wheels``. Every member is checked (``scones.archive``: files
+    and folders only, safe names, bounded size); an unsafe archive is a ``WheelhouseError``."""
     try:
         with tarfile.open(model_tar) as tar:
-            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-            member = members.get(REQUIREMENTS)
-            data = tar.extractfile(member) if member is not None else None
-            if data is None:
-                raise WheelhouseError(f"{model_tar} has no {REQUIREMENTS}")
-            text = data.read().decode()
-    except (tarfile.TarError, OSError) as exc:
+            names = [name for name, _ in checked_members(tar)]
+        data = read_member(model_tar, REQUIREMENTS, MAX_REQUIREMENTS_BYTES)
+    except UnsafeArchiveError as exc:
+        raise WheelhouseError(f"{model_tar} is not a safe model.tar.gz ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise WheelhouseError(f"{model_tar} is not a readable model.tar.gz ({exc})") from exc
-    return requirement_lines(text), any(n.startswith(WHEELS + "/") for n in members)
+    if data is None:
+        raise WheelhouseError(f"{model_tar} has no {REQUIREMENTS}")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise WheelhouseError(f"{model_tar}: {REQUIREMENTS} is not UTF-8 text") from None
+    return requirement_lines(text), any(n.startswith(WHEELS + "/") for n in names)
 
 
 def repack_with_wheels(src: Path, dest: Path, wheels: Path) -> Path:
@@ -160,8 +168,8 @@ def repack_with_wheels(src: Path, dest: Path, wheels: Path) -> Path:
     files = wheel_files(wheels)
     tmp = dest.with_name(dest.name + ".part")
     with tarfile.open(src) as old, tarfile.open(tmp, "w:gz") as new:
-        for member in old.getmembers():
-            name = member.name.removeprefix("./")
+        # archive_requirements checked every member already: files and folders, safe names
+        for name, member in checked_members(old):
             if name in (REQUIREMENTS, WHEELS) or name.startswith(WHEELS + "/"):
                 continue
             data = old.extractfile(member) if member.isfile() else None
