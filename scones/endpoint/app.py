@@ -1,9 +1,11 @@
 """The endpoint server's ASGI app: routing, invocations, Data Capture, lifespan.
 
 Routes: ``POST /endpoints/{name}/invocations`` (the path boto3's ``sagemaker-runtime`` client
-calls, with SageMaker's error shapes), the SageMaker container contract, ``GET /ping`` and
-``POST /invocations`` (when exactly one endpoint is registered), and ``POST /`` for the few
-SageMaker control-plane operations of ``control`` (DescribeEndpoint, DeleteEndpoint, ListEndpoints). Successful invocations are
+calls, with SageMaker's error shapes), ``POST /endpoints/{name}/async-invocations``
+(``InvokeEndpointAsync``: S3 in, S3 out, in the background; see ``async_invoke``), the SageMaker
+container contract, ``GET /ping`` and ``POST /invocations`` (when exactly one endpoint is
+registered), and ``POST /`` for SageMaker's control plane (``control``: Describe/List endpoints,
+endpoint configs and models, DeleteEndpoint). Successful invocations, async ones included, are
 written to S3 in Data Capture format when the endpoint enables it (see ``capture``). One app per
 worker process (``create_app``); the models and batching are in ``model``. Each invocation of a
 known endpoint is counted for its ``AWS/SageMaker`` ``Invocations`` metric, which a background
@@ -17,11 +19,19 @@ import logging
 import os
 import random
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from scones.endpoint import control, registry
+from scones.endpoint.async_invoke import (
+    AsyncInvocations,
+    AsyncJob,
+    AsyncResult,
+    accepted,
+    parse_request,
+)
 from scones.endpoint.capture import CaptureEvent, CaptureWriter
 from scones.endpoint.metrics import InvocationMetrics, cloudwatch_client
 from scones.endpoint.model import Endpoint, EndpointCache, Outcome
@@ -47,6 +57,7 @@ from scones.endpoint.responses import (
 from scones.settings import Settings
 
 log = logging.getLogger("scones.endpoint")
+INFERENCE_ID = "x-amzn-sagemaker-inference-id"
 
 
 class EndpointServer:
@@ -57,12 +68,14 @@ class EndpointServer:
         settings: Settings,
         writer: CaptureWriter | None = None,
         metrics: InvocationMetrics | None = None,
+        s3_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.endpoints = EndpointCache(settings, self.executor)
+        self.async_invocations = AsyncInvocations(s3_factory or _s3_client, self._run_async)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -87,6 +100,11 @@ class EndpointServer:
             loop = asyncio.get_running_loop()  # the registry reads and deletes files
             return await loop.run_in_executor(None, control.handle, self.settings, target, body)
         try:
+            if path.startswith("/endpoints/") and path.endswith("/async-invocations"):
+                if method != "POST":
+                    raise MethodNotAllowedError(f"{method} is not allowed here")
+                name = path[len("/endpoints/") : -len("/async-invocations")]
+                return await self._invoke_endpoint_async(scope, receive, name)
             if path.startswith("/endpoints/") and path.endswith("/invocations"):
                 if method != "POST":
                     raise MethodNotAllowedError(f"{method} is not allowed here")
@@ -107,6 +125,7 @@ class EndpointServer:
                 log.info("endpoint server worker ready", extra={"pid": os.getpid()})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.async_invocations.close()  # before the writer: they capture too
                 if self.writer is not None:
                     await self._close_writer(self.writer)
                 if self.metrics is not None:
@@ -133,9 +152,7 @@ class EndpointServer:
         headers = request_headers(scope)
         body, too_big = await read_body(receive)
         if too_big:
-            raise PayloadTooLargeError(
-                f"Request body is larger than the {MAX_BODY_BYTES} bytes InvokeEndpoint accepts."
-            )
+            raise PayloadTooLargeError(f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.")
         endpoint = await self.endpoints.get(name)
         if endpoint is None:
             raise ValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
@@ -147,7 +164,12 @@ class EndpointServer:
         if self.metrics is not None:
             self.metrics.count(endpoint.name, endpoint.variant)
         if endpoint.batcher is None:
-            raise ModelError(name, 500, f"the model failed to load: {endpoint.load_error}")
+            raise ModelError(
+                name,
+                500,
+                f"the model failed to load: {endpoint.load_error}",
+                region=self.settings.region,
+            )
         outcome = await self._infer(endpoint, body, headers)
         return Response(
             200,
@@ -186,9 +208,47 @@ class EndpointServer:
         content_type = headers.get("content-type", "application/octet-stream")
         outcome = await endpoint.batcher.infer(body, content_type, headers.get("accept", "*/*"))
         if outcome.status != 200:
-            raise ModelError(endpoint.name, outcome.status, outcome.message)
-        self._capture(endpoint, body, content_type, outcome, headers)
+            raise ModelError(
+                endpoint.name, outcome.status, outcome.message, region=self.settings.region
+            )
+        self._capture(endpoint, body, content_type, outcome, headers.get(INFERENCE_ID))
         return outcome
+
+    async def _invoke_endpoint_async(self, scope: Scope, receive: Receive, name: str) -> Response:
+        """``InvokeEndpointAsync``: check the request, queue it, answer 202 at once."""
+        headers = request_headers(scope)
+        body, too_big = await read_body(receive)
+        if too_big:
+            raise PayloadTooLargeError(f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.")
+        try:
+            config = await asyncio.get_running_loop().run_in_executor(
+                None, registry.read_endpoint, self.settings, name
+            )
+        except registry.EndpointNotFoundError:
+            raise ValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.") from None
+        job = parse_request(name, headers, body, config)
+        self.async_invocations.submit(job)
+        return accepted(job)
+
+    async def _run_async(self, job: AsyncJob, body: bytes) -> AsyncResult:
+        """Run one queued async job's input through its endpoint (as ``InvokeEndpoint`` would)."""
+        endpoint = await self.endpoints.get(job.endpoint)
+        if endpoint is None:
+            message = f"Endpoint {job.endpoint} of account {ACCOUNT_ID} not found."
+            return AsyncResult(message.encode(), "text/plain", True)
+        if self.metrics is not None:
+            self.metrics.count(endpoint.name, endpoint.variant)
+        if endpoint.batcher is None:
+            message = f"the model failed to load: {endpoint.load_error}"
+            return AsyncResult(message.encode(), "text/plain", True)
+        outcome = await endpoint.batcher.infer(body, job.content_type, job.accept)
+        if outcome.status != 200:
+            error = ModelError(
+                endpoint.name, outcome.status, outcome.message, region=self.settings.region
+            )
+            return AsyncResult(error.message.encode(), "text/plain", True)
+        self._capture(endpoint, body, job.content_type, outcome, job.inference_id)
+        return AsyncResult(outcome.body, outcome.content_type, False)
 
     def _capture(
         self,
@@ -196,7 +256,7 @@ class EndpointServer:
         body: bytes,
         content_type: str,
         outcome: Outcome,
-        headers: dict[str, str],
+        inference_id: str | None,
     ) -> None:
         capture = endpoint.config.get("capture") or {}
         if self.writer is None or not capture.get("enabled"):
@@ -215,7 +275,7 @@ class EndpointServer:
                 output_content_type=outcome.content_type,
                 when=datetime.now(UTC),
                 event_id=str(uuid.uuid4()),
-                inference_id=headers.get("x-amzn-sagemaker-inference-id"),
+                inference_id=inference_id,
             )
         )
 
@@ -235,4 +295,17 @@ def create_app() -> EndpointServer:
     flush = float(os.environ.get("SCONES_CAPTURE_FLUSH_SECONDS", "2"))
     metrics_flush = float(os.environ.get("SCONES_METRICS_FLUSH_SECONDS", "5"))
     metrics = InvocationMetrics(cloudwatch_client, flush_interval=metrics_flush)
-    return EndpointServer(settings, CaptureWriter(_s3_client, flush_interval=flush), metrics)
+    writer = CaptureWriter.for_settings(settings, _s3_client, flush_interval=flush)
+    return EndpointServer(settings, writer, metrics)
+
+
+def create_guarded_app() -> Any:
+    """uvicorn factory of the workers: ``create_app()`` behind the twin's SigV4 guard (requests
+    signed with ``settings``' credentials only, none from web pages; ``GET /ping`` unsigned)."""
+    from scones.twin.sigv4 import Verifier
+    from scones.twin.sigv4_http import AsgiGuard
+
+    app = create_app()
+    open_routes = frozenset({("GET", "/ping"), ("HEAD", "/ping")})
+    verifier = Verifier.for_settings(app.settings)
+    return AsgiGuard(app, verifier, open_routes=open_routes, max_body=MAX_BODY_BYTES)

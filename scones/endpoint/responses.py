@@ -2,8 +2,11 @@
 code, and ``aws_error`` / ``plain_error`` are the one place that turns an error into a response.
 
 ``aws_error`` is the SageMaker Runtime API's shape (JSON with ``ErrorCode``/``Message`` and an
-``x-amzn-errortype`` header, which botocore's rest-json parser turns into ``ClientError``);
-``plain_error`` is the container contract's (``POST /invocations``): the status and a text body.
+``x-amzn-errortype`` header, which botocore's rest-json parser turns into ``ClientError``), except
+for a body over the limit, which AWS's front end refuses before the API sees it: 413 and the text
+``HTTP content length exceeded N bytes.`` without an error type, so botocore's ``Error.Code`` is
+``"413"``; ``plain_error`` is the container contract's (``POST /invocations``): the status and a
+text body.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ class MethodNotAllowedError(ValidationError):
     status = 405
 
 
-class PayloadTooLargeError(ValidationError):
-    """The request body is over ``MAX_BODY_BYTES``."""
+class PayloadTooLargeError(HttpError):
+    """The request body is over ``MAX_BODY_BYTES`` (``aws_error`` answers it as AWS's front end
+    does: 413, a text body, no error type)."""
 
     status = 413
+    code = "413"
 
 
 class UnknownOperationError(HttpError):
@@ -70,7 +75,9 @@ class ModelError(HttpError):
     status = 424
     code = "ModelError"
 
-    def __init__(self, endpoint: str, original_status: int, original_message: str) -> None:
+    def __init__(
+        self, endpoint: str, original_status: int, original_message: str, *, region: str
+    ) -> None:
         kind = "client" if original_status < 500 else "server"
         super().__init__(
             f"Received {kind} error ({original_status}) from primary with message "
@@ -79,13 +86,14 @@ class ModelError(HttpError):
         self.endpoint = endpoint
         self.original_status = original_status
         self.original_message = original_message
+        self.region = region
 
     def fields(self) -> dict[str, Any]:
         log_group = f"/aws/sagemaker/Endpoints/{self.endpoint}"
         return {
             "OriginalStatusCode": self.original_status,
             "OriginalMessage": self.original_message,
-            "LogStreamArn": f"arn:aws:logs:local:{ACCOUNT_ID}:log-group:{log_group}",
+            "LogStreamArn": f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{log_group}",
         }
 
 
@@ -100,6 +108,12 @@ class Response:
 
 def aws_error(exc: HttpError) -> Response:
     """The SageMaker Runtime API's error response for ``exc``."""
+    if isinstance(exc, PayloadTooLargeError):
+        return Response(
+            413,
+            f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.".encode(),
+            [(b"content-type", b"text/plain; charset=utf-8")],
+        )
     payload = {"ErrorCode": exc.code, "Message": exc.message, **exc.fields()}
     return Response(
         exc.status,

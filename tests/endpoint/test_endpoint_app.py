@@ -195,6 +195,28 @@ def test_model_errors_have_sagemaker_shape(app: es.EndpointServer) -> None:
     assert "Received server error (500)" in error["Message"]
 
 
+def runtime_error(status: int, headers: dict[str, str], body: bytes) -> tuple[str, str]:
+    """(Error.Code, Error.Message) as botocore's rest-json parser reads this error answer."""
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    shape = model.operation_model("InvokeEndpoint").output_shape
+    response = {"status_code": status, "headers": headers, "body": body}
+    error = create_parser("rest-json").parse(response, shape)["Error"]
+    return error["Code"], error["Message"]
+
+
+def test_log_stream_arn_names_the_settings_region(tmp_path: Path) -> None:
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home", region="eu-west-2")
+    register_endpoint(settings, "ep", model_tar(tmp_path, "2"), capture_s3_uri=None)
+    status, _, body = invoke(es.EndpointServer(settings, None), b"junk")
+    assert status == 424
+    assert json.loads(body)["LogStreamArn"] == (
+        "arn:aws:logs:eu-west-2:123456789012:log-group:/aws/sagemaker/Endpoints/ep"
+    )
+
+
 def test_unknown_endpoint_route_and_method(app: es.EndpointServer) -> None:
     status, headers, body = invoke(app, b"1", name="missing")
     assert (status, headers["x-amzn-errortype"]) == (400, "ValidationError")
@@ -209,7 +231,7 @@ def test_unknown_endpoint_route_and_method(app: es.EndpointServer) -> None:
 
 def test_body_limit_counts_every_chunk(app: es.EndpointServer) -> None:
     big = b"1" * (MAX_BODY_BYTES + 1)
-    status, headers, _ = asyncio.run(
+    status, headers, body = asyncio.run(
         call(
             app,
             "POST",
@@ -219,7 +241,10 @@ def test_body_limit_counts_every_chunk(app: es.EndpointServer) -> None:
             chunk=65536,
         )
     )
-    assert (status, headers["x-amzn-errortype"]) == (413, "ValidationError")
+    assert (status, headers["content-type"]) == (413, "text/plain; charset=utf-8")
+    assert "x-amzn-errortype" not in headers  # AWS's front end answers before the API does
+    parsed = runtime_error(status, headers, body)
+    assert parsed == ("413", f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.")
     exact = b" " * (MAX_BODY_BYTES - 1) + b"1"
     status, _, body = asyncio.run(
         call(
