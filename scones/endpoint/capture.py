@@ -1,12 +1,16 @@
-"""SageMaker Data Capture for the local endpoint: the record format, the S3 key layout, and a
-background writer that batches records into JSON Lines files on S3 without slowing requests.
+"""SageMaker Data Capture for the local endpoint: the record format, the S3 key layout, and the
+writer that gets every captured record of an answered request into S3, or counts it as lost.
 
 Records and keys match what a real SageMaker endpoint writes:
 ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``.
 
-The writer keeps at most ``max_buffer_bytes`` of records in memory. While S3 is unreachable it
-keeps them and retries with backoff; when the buffer is full, new records are dropped (counted and
-logged), as a real endpoint drops captures rather than failing or slowing inference.
+``CaptureWriter.submit`` writes the record ahead to the worker's spool file on local disk
+(``spool``) before the request is answered; a background thread ships spool files to S3 (one
+object per destination, endpoint, variant and hour of each file) and removes them once shipped.
+While S3 is unreachable the files wait on disk and the thread retries with backoff; files of a
+worker that died, or that stopped while S3 was down, are adopted and shipped by a worker of the
+same state directory (the next one started, or a sibling). Object keys are derived from the
+spool file's name, so shipping a file twice after a crash rewrites the same objects.
 """
 
 from __future__ import annotations
@@ -14,13 +18,22 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from scones.endpoint.spool import Spool, SpoolFile, count_records
+
+if TYPE_CHECKING:
+    from scones.settings import Settings
 
 log = logging.getLogger("scones.capture")
 
@@ -109,20 +122,9 @@ def capture_key(
     return "/".join(parts)
 
 
-@dataclass
-class _Pending:
-    """Records waiting for one capture file."""
-
-    bucket: str
-    key: str
-    lines: list[bytes] = field(default_factory=list)
-    size: int = 0
-    attempts: int = 0
-
-
 @dataclass(frozen=True)
 class CaptureEvent:
-    """What the request path hands to the writer (serialised later, off the request path)."""
+    """What the request path hands to the writer (serialised and spooled before the answer)."""
 
     destination: str
     endpoint: str
@@ -136,14 +138,78 @@ class CaptureEvent:
     inference_id: str | None
 
 
-class CaptureWriter:
-    """Buffers capture events and writes them to S3 from one background thread.
+SPOOL_FOLDER = "capture"  # under the twin's state directory
+SPOOL_MB_ENV = "SCONES_CAPTURE_SPOOL_MB"
+ADOPT_EVERY = 10.0  # seconds between looks for a dead worker's spool files
 
-    ``submit`` never blocks: it appends to an in-memory buffer bounded by ``max_buffer_bytes``
-    (input + output bytes) and drops the event when the buffer is full. The thread flushes every
-    ``flush_interval`` seconds (or sooner when ``flush_bytes`` are waiting), one file per
-    destination, endpoint, variant and hour. Failed uploads are kept and retried with backoff.
-    ``close`` flushes what is left (used on shutdown / SIGTERM).
+
+def spool_folder(settings: Settings) -> Path:
+    """Where the endpoint workers of a state directory spool their capture records."""
+    return settings.home / SPOOL_FOLDER
+
+
+def spool_line(event: CaptureEvent) -> bytes:
+    """The spool line of ``event``: where it goes (JSON) + tab + its capture record line."""
+    record = capture_record(
+        input_data=event.input_data,
+        input_content_type=event.input_content_type,
+        output_data=event.output_data,
+        output_content_type=event.output_content_type,
+        event_id=event.event_id,
+        inference_time=event.when,
+        inference_id=event.inference_id,
+    )
+    millis = int(event.when.timestamp() * 1000)
+    head = json.dumps([event.destination, event.endpoint, event.variant, millis])
+    return head.encode("utf-8") + b"\t" + encode_record(record)
+
+
+@dataclass
+class CaptureObject:
+    """One S3 object made from (part of) a spool file."""
+
+    bucket: str
+    key: str
+    lines: list[bytes] = field(default_factory=list)
+
+
+def objects_of(name: str, data: bytes) -> tuple[list[CaptureObject], int, int]:
+    """Group a spool file's lines into capture objects (per destination, endpoint, variant and
+    hour). Returns (objects, records, unusable lines: a torn last line or a corrupt one)."""
+    lines = data.split(b"\n")
+    bad = 1 if lines.pop() else 0  # a last line without its newline: the writer died in it
+    groups: dict[tuple[str, str, str, int], CaptureObject] = {}
+    records = 0
+    for line in lines:
+        head, _, record = line.partition(b"\t")
+        try:
+            destination, endpoint, variant, millis = json.loads(head)
+            hour = int(millis) // 3_600_000
+        except (ValueError, TypeError):
+            bad += 1
+            continue
+        group = (str(destination), str(endpoint), str(variant), hour)
+        obj = groups.get(group)
+        if obj is None:
+            bucket, prefix = split_s3_uri(group[0])
+            when = datetime.fromtimestamp(int(millis) / 1000, UTC)
+            file_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{'/'.join(map(str, group))}"))
+            key = capture_key(prefix, group[1], group[2], when, file_id)
+            obj = groups[group] = CaptureObject(bucket, key)
+        obj.lines.append(record + b"\n")
+        records += 1
+    return list(groups.values()), records, bad
+
+
+class CaptureWriter:
+    """Spools capture events on the request path; ships them to S3 from one background thread.
+
+    ``submit`` serialises the event and appends it to the spool (one ``write``; no S3 call);
+    if it cannot (disk error, or ``max_spool_bytes`` already waiting) the record is counted in
+    ``lost`` and logged. The thread rotates the spool file every ``flush_interval`` seconds
+    (sooner when ``flush_bytes`` are waiting) and ships ready files, backing off while S3
+    fails. ``close`` ships what is left, and leaves it on disk for the next start if S3 is down.
+    Without ``spool_dir`` (library use, tests) a private temporary folder is used.
     """
 
     def __init__(
@@ -152,156 +218,176 @@ class CaptureWriter:
         *,
         flush_interval: float = 2.0,
         flush_bytes: int = 4 * 1024 * 1024,
-        max_buffer_bytes: int = 64 * 1024 * 1024,
+        max_spool_bytes: int = 512 * 1024 * 1024,
+        spool_dir: Path | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._client: S3Putter | None = None
         self.flush_interval = flush_interval
         self.flush_bytes = flush_bytes
-        self.max_buffer_bytes = max_buffer_bytes
-        self._lock = threading.Lock()
+        self._private = spool_dir is None
+        folder = (
+            Path(tempfile.mkdtemp(prefix="scones-capture-")) if spool_dir is None else spool_dir
+        )
+        self.spool = Spool(folder, max_bytes=max_spool_bytes)
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._events: list[CaptureEvent] = []
-        self._retry: list[_Pending] = []
-        self._buffered = 0
-        self.dropped = 0
-        self.written_records = 0
-        self.written_files = 0
-        self.failed_puts = 0
-        self._dropped_logged = 0
         self._thread: threading.Thread | None = None
+        self.written_records = 0  # records this writer put into S3 (own and adopted)
+        self.written_files = 0  # S3 objects written
+        self.failed_puts = 0
+        self.adopted_records = 0  # records found in dead workers' spools
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, client_factory: Callable[[], S3Putter], **kw: Any
+    ) -> CaptureWriter:
+        """The endpoint worker's writer: spool under the state directory, size from
+        ``SCONES_CAPTURE_SPOOL_MB`` (default 512 per worker)."""
+        megabytes = float(os.environ.get(SPOOL_MB_ENV, "512"))
+        kw.setdefault("max_spool_bytes", int(megabytes * 1024 * 1024))
+        return cls(client_factory, spool_dir=spool_folder(settings), **kw)
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: not spooled (disk error, spool full) or torn by a dying worker."""
+        return self.spool.own.lost
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes of events held in memory, including files waiting for a retry."""
-        return self._buffered
+        """Bytes of this worker's records on disk, not yet in S3."""
+        return self.spool.pending_bytes
 
     def start(self) -> None:
-        """Start the background thread (idempotent)."""
+        """Start the background thread (idempotent); it first adopts dead workers' spools."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
             self._thread.start()
 
     def submit(self, event: CaptureEvent) -> bool:
-        """Queue ``event``; return False (and count it) if the buffer is full."""
-        size = len(event.input_data) + len(event.output_data)
-        with self._lock:
-            if self._buffered + size > self.max_buffer_bytes:
-                self.dropped += 1
-                return False
-            self._events.append(event)
-            self._buffered += size
-            if self._buffered >= self.flush_bytes:
-                self._wake.set()
-        return True
+        """Spool ``event`` (before the request is answered); False when it is lost (counted)."""
+        ok = self.spool.append(spool_line(event))
+        if self.spool.active_bytes >= self.flush_bytes:
+            self._wake.set()
+        return ok
 
-    def _group(self, events: list[CaptureEvent]) -> list[_Pending]:
-        groups: dict[tuple[str, str, str, str], _Pending] = {}
-        for event in events:
-            hour = event.when.astimezone(UTC).strftime("%Y%m%d%H")
-            gkey = (event.destination, event.endpoint, event.variant, hour)
-            pending = groups.get(gkey)
-            if pending is None:
-                bucket, prefix = split_s3_uri(event.destination)
-                key = capture_key(prefix, event.endpoint, event.variant, event.when)
-                pending = groups[gkey] = _Pending(bucket, key)
-            record = capture_record(
-                input_data=event.input_data,
-                input_content_type=event.input_content_type,
-                output_data=event.output_data,
-                output_content_type=event.output_content_type,
-                event_id=event.event_id,
-                inference_time=event.when,
-                inference_id=event.inference_id,
-            )
-            pending.lines.append(encode_record(record))
-            pending.size += len(event.input_data) + len(event.output_data)
-        return list(groups.values())
-
-    def _put(self, pending: _Pending) -> bool:
+    def _put(self, obj: CaptureObject) -> bool:
         try:
             if self._client is None:
                 self._client = self._client_factory()
             self._client.put_object(
-                Bucket=pending.bucket,
-                Key=pending.key,
-                Body=b"".join(pending.lines),
+                Bucket=obj.bucket,
+                Key=obj.key,
+                Body=b"".join(obj.lines),
                 ContentType="application/octet-stream",
             )
         except Exception as exc:  # S3 down, bucket missing, credentials: keep and retry
-            pending.attempts += 1
             self.failed_puts += 1
             log.warning(
-                "capture upload failed, will retry",
-                extra={"key": pending.key, "attempts": pending.attempts, "error": str(exc)},
+                "capture upload failed, will retry", extra={"key": obj.key, "error": str(exc)}
             )
             return False
         self.written_files += 1
-        self.written_records += len(pending.lines)
+        return True
+
+    def _ship(self, item: SpoolFile) -> bool:
+        try:
+            data = item.path.read_bytes()
+        except FileNotFoundError:
+            return True  # shipped by another worker that adopted it meanwhile
+        objects, records, bad = objects_of(item.path.stem, data)
+        if not all(self._put(obj) for obj in objects):
+            return False
+        if bad:
+            log.error(
+                "capture records lost: unreadable spool lines",
+                extra={"file": item.path.name, "records": bad},
+            )
+        self.spool.shipped(item, records, bad, len(data))
+        self.written_records += records
         return True
 
     def flush(self) -> bool:
-        """Write everything buffered now; return True when every upload succeeded."""
+        """Rotate the spool and ship every ready file; True when nothing is left to ship."""
         with self._flush_lock:
-            return self._flush()
+            started = time.monotonic()
+            self.spool.rotate()
+            for item in self.spool.ready_files():
+                if not self._ship(item):
+                    return False
+            for ident in [i for i in self.spool.adopted.values()]:
+                self.spool.finish(ident)
+            self.spool.save_counts(self.spool.own)
+            self._log_lost()
+            log.debug("capture flushed", extra={"seconds": round(time.monotonic() - started, 3)})
+            return True
 
-    def _flush(self) -> bool:
-        with self._lock:
-            events, self._events = self._events, []
-            retry, self._retry = self._retry, []
-        started = time.monotonic()
-        failed: list[_Pending] = []
-        for pending in retry + self._group(events):
-            if not self._put(pending):
-                failed.append(pending)
-        if events:
-            oldest = min(e.when for e in events)
-            log.debug(
-                "capture flushed",
+    def adopt(self) -> int:
+        """Adopt the spools of dead workers; return how many records were waiting in them."""
+        with self._flush_lock:
+            found = self.spool.adopt_orphans()
+        if not found:
+            return 0
+        waiting = 0
+        for item in self.spool.ready_files():
+            if item.ident in found:
+                waiting += count_records(item.path)
+        self.adopted_records += waiting
+        (log.warning if waiting else log.info)(
+            "capture: shipping the spooled records of stopped or dead workers",
+            extra={"workers": [i.wid for i in found], "records": waiting},
+        )
+        return waiting
+
+    def _log_lost(self) -> None:
+        if self.spool.lost_unlogged:
+            log.error(
+                "capture records lost",
                 extra={
-                    "records": len(events),
-                    "seconds": round(time.monotonic() - started, 3),
-                    "oldest_age_s": round((datetime.now(UTC) - oldest).total_seconds(), 3),
+                    "records": self.spool.lost_unlogged,
+                    "lost_total": self.spool.own.lost,
+                    "reason": self.spool.last_error,
                 },
             )
-        with self._lock:
-            done = sum(len(e.input_data) + len(e.output_data) for e in events)
-            done += sum(p.size for p in retry)
-            self._buffered -= done
-            self._buffered += sum(p.size for p in failed)
-            self._retry = failed + self._retry
-            if self.dropped > self._dropped_logged:
-                log.warning(
-                    "capture buffer full: records dropped",
-                    extra={"dropped_total": self.dropped, "buffer_bytes": self.max_buffer_bytes},
-                )
-                self._dropped_logged = self.dropped
-            return not self._retry  # events that arrived meanwhile wait for the next round
+            self.spool.lost_unlogged = 0
 
     def _run(self) -> None:
         backoff = self.flush_interval
+        next_ship = next_adopt = 0.0
+        woken = False
         while not self._stop.is_set():
-            self._wake.wait(backoff)
+            now = time.monotonic()
+            if now >= next_adopt:
+                self.adopt()
+                next_adopt = now + ADOPT_EVERY
+            if now >= next_ship or (woken and backoff == self.flush_interval):
+                ok = self.flush()
+                backoff = self.flush_interval if ok else min(backoff * 2, 30.0)
+                next_ship = time.monotonic() + backoff
+            else:  # S3 failing: keep rotating (and fsyncing) on schedule, ship later
+                self.spool.rotate()
+            woken = self._wake.wait(self.flush_interval)
             self._wake.clear()
-            if self._stop.is_set():
-                break
-            ok = self.flush()
-            backoff = self.flush_interval if ok else min(backoff * 2, 30.0)
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Stop the thread and flush what is left, retrying until ``timeout``; True if all written."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the thread and ship what is left, retrying until ``timeout``; True if all was
+        shipped. Otherwise the records stay on disk and the next worker started ships them."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         deadline = time.monotonic() + timeout
-        while True:
-            if self.flush() and not self._events:
-                return True
-            if time.monotonic() >= deadline:
-                lost = sum(len(p.lines) for p in self._retry)
-                log.error("capture records lost at shutdown", extra={"records": lost})
-                return False
+        while not (shipped := self.flush()) and time.monotonic() < deadline:
             time.sleep(0.5)
+        self._log_lost()
+        if not shipped:
+            pending = sum(count_records(f.path) for f in self.spool.ready_files())
+            log.error(
+                "capture records kept on disk: S3 unreachable at shutdown; shipped at next start",
+                extra={"records": pending, "folder": str(self.spool.folder)},
+            )
+        self.spool.close(finish_own=shipped)
+        if self._private and shipped:
+            shutil.rmtree(self.spool.folder, ignore_errors=True)
+        return shipped

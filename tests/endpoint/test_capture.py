@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.endpoint import capture
+from scones.endpoint.spool import read_counts
 
 KEY = re.compile(r"^p/q/ep/AllTraffic/2026/11/27/18/44-05-123-[0-9a-f-]{36}\.jsonl$")
 # The file name of a real SageMaker capture file: MM-SS-mmm-<uuid>.jsonl
@@ -147,10 +148,10 @@ def test_writer_groups_by_endpoint_and_hour() -> None:
     assert (writer.written_records, writer.written_files) == (4, 3)
 
 
-def test_writer_keeps_records_while_s3_is_down_and_retries() -> None:
+def test_writer_keeps_records_while_s3_is_down_and_retries(tmp_path: Path) -> None:
     s3 = FakeS3()
     s3.down = True
-    writer = capture.CaptureWriter(lambda: s3)
+    writer = capture.CaptureWriter(lambda: s3, spool_dir=tmp_path)
     now = datetime.now(UTC)
     for _ in range(3):
         writer.submit(event(now))
@@ -158,10 +159,12 @@ def test_writer_keeps_records_while_s3_is_down_and_retries() -> None:
     assert writer.buffered_bytes > 0 and writer.failed_puts == 1
     writer.submit(event(now))
     assert not writer.flush()
+    assert read_counts(tmp_path) == {"written": 4, "shipped": 0, "pending": 4, "lost": 0}
     s3.down = False
     assert writer.flush()
     assert len(records_of(s3)) == 4
     assert writer.buffered_bytes == 0
+    assert read_counts(tmp_path) == {"written": 4, "shipped": 4, "pending": 0, "lost": 0}
 
 
 def test_records_arriving_during_a_flush_do_not_slow_the_next_flush() -> None:
@@ -185,18 +188,21 @@ def test_records_arriving_during_a_flush_do_not_slow_the_next_flush() -> None:
     assert writer.close(timeout=5)
 
 
-def test_writer_drops_new_records_when_the_buffer_is_full() -> None:
+def test_writer_loses_new_records_when_the_spool_is_full_and_counts_them(tmp_path: Path) -> None:
     s3 = FakeS3()
     s3.down = True
-    writer = capture.CaptureWriter(lambda: s3, max_buffer_bytes=100)
+    line = len(capture.spool_line(event(datetime.now(UTC), size=30)))
+    writer = capture.CaptureWriter(lambda: s3, max_spool_bytes=2 * line + 10, spool_dir=tmp_path)
     now = datetime.now(UTC)
-    accepted = [writer.submit(event(now, size=30)) for _ in range(5)]  # 40 bytes each
+    accepted = [writer.submit(event(now, size=30)) for _ in range(5)]
     assert accepted == [True, True, False, False, False]
     assert writer.dropped == 3
     s3.down = False
     assert writer.flush()
     assert len(records_of(s3)) == 2
     assert writer.submit(event(now, size=30))  # room again
+    assert writer.flush()
+    assert read_counts(tmp_path) == {"written": 6, "shipped": 3, "pending": 0, "lost": 3}
 
 
 def test_background_thread_flushes_within_the_interval_and_close_flushes_the_rest() -> None:
@@ -216,14 +222,25 @@ def test_background_thread_flushes_within_the_interval_and_close_flushes_the_res
     assert writer.close(timeout=5)
 
 
-def test_close_gives_up_after_the_timeout_when_s3_stays_down() -> None:
+def test_close_keeps_the_records_on_disk_when_s3_stays_down(tmp_path: Path) -> None:
+    """SIGTERM with S3 down: nothing is lost, the next writer on the folder ships it."""
     s3 = FakeS3()
     s3.down = True
-    writer = capture.CaptureWriter(lambda: s3)
-    writer.submit(event(datetime.now(UTC)))
+    writer = capture.CaptureWriter(lambda: s3, spool_dir=tmp_path)
+    for _ in range(3):
+        writer.submit(event(datetime.now(UTC)))
     started = time.monotonic()
     assert writer.close(timeout=1.0) is False
     assert time.monotonic() - started < 5
+    assert read_counts(tmp_path) == {"written": 3, "shipped": 0, "pending": 3, "lost": 0}
+    s3.down = False
+    following = capture.CaptureWriter(lambda: s3, spool_dir=tmp_path)
+    assert following.adopt() == 3
+    assert following.flush()
+    assert len(records_of(s3)) == 3
+    assert following.close(timeout=1.0)
+    assert read_counts(tmp_path) == {"written": 3, "shipped": 3, "pending": 0, "lost": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["totals.json", "totals.lock"]
 
 
 def test_writer_with_a_real_boto3_client_on_moto() -> None:
