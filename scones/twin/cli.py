@@ -102,6 +102,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         )
     total = sum(r.rss_bytes for r in rows)
     print(f"total RSS {_mib(total)}; state in {settings.home}; logs in {settings.home / 'logs'}")
+    for r in rows:
+        if r.capture:
+            print("Data Capture records: " + ", ".join(f"{k} {v}" for k, v in r.capture.items()))
     return 0 if all(r.healthy for r in rows if r.running) else 1
 
 

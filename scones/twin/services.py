@@ -377,6 +377,7 @@ class ServiceStatus:
     rss_bytes: int
     healthy: bool
     log: str
+    capture: dict[str, int] | None = None  # endpoint: Data Capture written/shipped/pending/lost
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
@@ -395,9 +396,18 @@ def status(settings: Settings) -> list[ServiceStatus]:
                 rss_bytes=rss_bytes(process_tree(pid)) if pid else 0,
                 healthy=bool(pid) and healthy(settings, service),
                 log=str(log_file(settings, service)),
+                capture=_capture_counts(settings) if service.name == "endpoint" else None,
             )
         )
     return rows
+
+
+def _capture_counts(settings: Settings) -> dict[str, int]:
+    """The endpoint's Data Capture records: written, shipped to S3, pending on disk, lost."""
+    from scones.endpoint.capture import spool_folder
+    from scones.endpoint.spool import read_counts
+
+    return read_counts(spool_folder(settings))
 
 
 def env_lines(settings: Settings) -> list[str]:
