@@ -3,8 +3,8 @@
 Lambda puts a Python layer's files on ``sys.path`` (``/opt/python``); ``sam build`` copies this
 folder there, and the offline twin puts the folder itself on ``sys.path`` before it imports a
 handler. Handlers import what they raise from here, so the error names the state machine
-catches (``InvalidEventError``, ``ConfigurationError``, ``MalformedInferenceError``) are
-defined once. Only the standard library is used, so the layer needs no build step of its own.
+catches (``InvalidEventError``, ``ConfigurationError``, ``MalformedInferenceError``,
+``S3UnavailableError``) are defined once. Only the standard library is used, so the layer needs no build step of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,29 @@ class InvalidEventError(ValueError):
 
 class ConfigurationError(RuntimeError):
     """An environment variable of the function is missing or holds an unusable value."""
+
+
+class S3UnavailableError(ConnectionError):
+    """S3 did not answer (connection refused or closed, timeout, 500/503): transient, retried.
+
+    The state machine retries it with backoff long enough to ride out a short S3 outage;
+    after the last attempt the execution fails with this name.
+    """
+
+
+#: S3 error codes that mean "try again later", not "this request is wrong".
+S3_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
 
 
 class MalformedInferenceError(ValueError):

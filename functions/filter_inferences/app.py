@@ -4,9 +4,10 @@ Input event: ``{"s3_bucket", "s3_key", "image_data", "inferences": [floats], ...
 Output: the event unchanged when ``max(inferences)`` reaches the threshold; otherwise
 ``LowConfidenceError`` is raised, which the state machine catches and sends to human review.
 
-The threshold is ``event["threshold"]`` when given (a number or a numeric string, as the state
-machine's substitutions deliver it), else the ``CONFIDENCE_THRESHOLD`` environment variable,
-else 0.93.
+The threshold is ``event["threshold"]`` when given (a JSON number: the state machine turns its
+``${ConfidenceThreshold}`` substitution into one with ``States.StringToJson``; a string such as
+``"0.5"`` is refused), else the ``CONFIDENCE_THRESHOLD`` environment variable (a string, as
+Lambda's environment holds it), else 0.93.
 
 The errors it shares with the other functions and the probability check come from the
 ``CommonLayer`` (``functions/common/scones_common.py``); otherwise only the standard library
@@ -54,8 +55,13 @@ def parse_threshold(value: Any, source: str) -> float:
 def threshold_for(event: dict[str, Any], environ: Any = None) -> float:
     """The threshold: ``event["threshold"]``, else env ``CONFIDENCE_THRESHOLD``, else 0.93."""
     if event.get("threshold") is not None:
+        value = event["threshold"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidEventError(
+                f"threshold must be a JSON number in (0, 1], got {type(value).__name__} {value!r}"
+            )
         try:
-            return parse_threshold(event["threshold"], "threshold")
+            return parse_threshold(value, "threshold")
         except ValueError as exc:
             raise InvalidEventError(str(exc)) from None
     env = os.environ if environ is None else environ

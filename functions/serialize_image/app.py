@@ -11,14 +11,24 @@ the model within two levels of 255). See docs/sam.md, "SerializeImage: phone pho
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-from scones_common import ConfigurationError, InvalidEventError, event_object, text_field
+from scones_common import (
+    S3_TRANSIENT_CODES,
+    ConfigurationError,
+    InvalidEventError,
+    S3UnavailableError,
+    event_object,
+    text_field,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +51,21 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 #: EXIF orientation -> the transposition that makes the image upright (as ImageOps does).
 _UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE"}
 _UPRIGHT |= {6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+#: Bucket names boto3 sends (its own check; S3's rules are stricter, and S3 answers the rest).
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+#: S3 keys are at most 1,024 bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+#: S3 error codes that mean the event names no valid location (a 400, not a missing object).
+_BAD_LOCATION_CODES = frozenset(
+    {"InvalidBucketName", "InvalidRequest", "InvalidArgument", "KeyTooLongError", "InvalidURI"}
+)
+#: In a JPEG's entropy-coded data, 0xFF is followed by 0x00 (stuffing) or a restart marker;
+#: any other byte after 0xFF (fill bytes 0xFF aside) starts the next marker.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+#: Markers with a length that may follow the frame header: SOFn/DHT/DAC, SOS, DQT, DNL, DRI,
+#: DHP, EXP, APPn, COM.
+_JPEG_SEGMENTS = frozenset(range(0xC0, 0xD0)) | {0xDA, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 0xFE}
+_JPEG_SEGMENTS |= frozenset(range(0xE0, 0xF0))
 
 
 class ImageNotFoundError(LookupError):
@@ -82,8 +107,18 @@ def parse_event(event: Any) -> tuple[str, str]:
     event = event_object(event, "s3_bucket", "s3_key")
     bucket = text_field(event["s3_bucket"], "s3_bucket")
     key = text_field(event["s3_key"], "s3_key")
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise InvalidEventError(
+            f"s3_bucket {bucket[:80]!r} is not a bucket name (letters, digits, '.', '-', '_')"
+        )
     if key.endswith("/"):
-        raise InvalidEventError(f"s3_key {key!r} names a folder, not an object")
+        raise InvalidEventError(f"s3_key {key[:200]!r} names a folder, not an object")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidEventError(f"s3_key is longer than S3's {MAX_KEY_BYTES} bytes")
+    if {".", ".."} & set(key.split("/")):
+        # S3 takes such keys as they are, but HTTP clients and S3-compatible stores may
+        # resolve them to another object: the function reads only the key it was given.
+        raise InvalidEventError(f"s3_key {key[:200]!r} has a '.' or '..' path segment")
     return bucket, key
 
 
@@ -129,8 +164,51 @@ def reduce_image(image: Any, turn: int) -> Any:
     return image.convert("RGB")
 
 
+def jpeg_damage(data: bytes) -> str | None:
+    """Why the JPEG ``data`` is cut short or damaged (its marker structure), or None.
+
+    libjpeg decodes damaged entropy-coded data with warnings only, which Pillow drops: a JPEG
+    header followed by random bytes can decode to noise. Walk the markers from SOI to the first
+    EOI instead: every segment must be a JPEG marker with its length, and every scan's data
+    must end at one. Bytes after the EOI (phones append trailers, MPO more pictures) are fine.
+    """
+    index, size = 2, len(data)
+    while True:
+        if index >= size:
+            return "it ends before its end-of-image marker (truncated)"
+        if data[index] != 0xFF:
+            return f"byte {index} is not a JPEG marker"
+        while index < size and data[index] == 0xFF:  # fill bytes
+            index += 1
+        if index >= size:
+            return "it ends before its end-of-image marker (truncated)"
+        marker = data[index]
+        index += 1
+        if marker == 0xD9:  # EOI
+            return None
+        if marker not in _JPEG_SEGMENTS:
+            return f"0xFF{marker:02X} at byte {index - 2} is not a JPEG marker"
+        if index + 2 > size:
+            return "it ends inside a segment header (truncated)"
+        length = int.from_bytes(data[index : index + 2], "big")
+        if length < 2:
+            return f"segment 0xFF{marker:02X} at byte {index - 2} has length {length}"
+        index += length
+        if marker == 0xDA:  # a scan: entropy-coded data up to the next marker
+            found = _JPEG_NEXT_MARKER.search(data, min(index, size))
+            if found is None:
+                return "its scan data ends without an end-of-image marker (truncated)"
+            index = found.start()
+
+
 def decode(data: bytes) -> tuple[dict[str, Any], int, Any]:
     """Check ``data`` and decode it: (format and upright size, EXIF orientation, copy)."""
+    from PIL import ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # set by other code in this process: refuse to guess
+        raise ConfigurationError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on here: truncated images would decode"
+        )
     with open_image(data) as image:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
@@ -138,6 +216,9 @@ def decode(data: bytes) -> tuple[dict[str, Any], int, Any]:
             raise ImageTooLargeError(f"image is {width}x{height} = {megapixels}")
         name = FORMATS[image.format.replace("MPO", "JPEG")]  # MPO: a JPEG with more pictures
         image.verify()  # PNG: every chunk's CRC, IDAT included
+        damage = jpeg_damage(data) if name == "JPEG" else None
+        if damage:
+            raise NotAnImageError(f"the image is damaged or truncated: JPEG: {damage}")
     with open_image(data) as image:
         turn = image.getexif().get(0x0112, 1)  # the EXIF orientation; 1: as stored
         turn = turn if turn in _UPRIGHT else 1
@@ -150,7 +231,7 @@ def serialize(data: bytes) -> tuple[bytes, dict[str, Any]]:
     """Return the bytes to send on (``data`` or a reduced PNG) and the output's image keys."""
     try:
         original, turn, small = decode(data)
-    except (NotAnImageError, ImageTooLargeError, MemoryError):
+    except (NotAnImageError, ImageTooLargeError, ConfigurationError, MemoryError):
         raise
     except Exception as exc:  # what Pillow raises for damaged or truncated data
         raise NotAnImageError(f"the image is damaged or truncated: {exc}") from None
@@ -176,7 +257,8 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> tuple[bytes, str]
 
     for name in dict.fromkeys((key, unquote_plus(key))):
         try:
-            response, key = s3.get_object(Bucket=bucket, Key=name), name
+            with s3_unavailable(bucket, name):
+                response, key = s3.get_object(Bucket=bucket, Key=name), name
             break
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -185,6 +267,10 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> tuple[bytes, str]
                     f"access to s3://{bucket}/{name} denied ({code}): the function may read "
                     "only the image bucket's incoming prefix"
                 ) from None
+            if code in _BAD_LOCATION_CODES:
+                raise InvalidEventError(
+                    f"S3 refused s3://{bucket}/{name[:200]} as a location ({code})"
+                ) from None
             if code not in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
                 raise
             missing = ImageNotFoundError(f"s3://{bucket}/{name} does not exist ({code})")
@@ -192,7 +278,8 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> tuple[bytes, str]
         raise missing
     size, body = int(response.get("ContentLength", 0)), response["Body"]
     try:
-        data: bytes = body.read(limit + 1) if size <= limit else b""
+        with s3_unavailable(bucket, key):
+            data: bytes = body.read(limit + 1) if size <= limit else b""
     finally:
         body.close()
     if size > limit or len(data) > limit:
@@ -201,6 +288,30 @@ def read_object(s3: Any, bucket: str, key: str, limit: int) -> tuple[bytes, str]
             "(MAX_IMAGE_BYTES)"
         )
     return data, key
+
+
+@contextlib.contextmanager
+def s3_unavailable(bucket: str, key: str) -> Iterator[None]:
+    """Turn S3 not answering into ``S3UnavailableError`` (which the state machine retries):
+    connection refused, closed or timed out, a body cut short, and 5xx/SlowDown answers."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+    )
+
+    where = f"s3://{bucket}/{key[:200]}"
+    try:
+        yield
+    except (ConnectionError, HTTPClientError, IncompleteReadError) as exc:
+        raise S3UnavailableError(f"S3 did not answer for {where}: {exc}") from None
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in S3_TRANSIENT_CODES or status >= 500:
+            raise S3UnavailableError(f"S3 answered {code or status} for {where}") from None
+        raise
 
 
 _client_lock = threading.Lock()

@@ -68,7 +68,7 @@ def test_threshold_precedence(filter_fn: ModuleType, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("CONFIDENCE_THRESHOLD", "0.8")
     assert filter_fn.threshold_for({}) == 0.8
     assert filter_fn.threshold_for({"threshold": 0.5}) == 0.5
-    assert filter_fn.threshold_for({"threshold": "0.75"}) == 0.75  # as a substitution gives it
+    assert filter_fn.threshold_for({"threshold": 1}) == 1.0
     assert filter_fn.threshold_for({"threshold": None}) == 0.8
 
 
@@ -92,6 +92,9 @@ def test_env_threshold_applies(
         ({"inferences": [1.5, -0.5]}, "MalformedInferenceError", "not in \\[0, 1\\]"),
         ({"inferences": [float("nan"), 0.5]}, "MalformedInferenceError", "not in \\[0, 1\\]"),
         ({"inferences": [0.97, 0.03], "threshold": "high"}, "InvalidEventError", "threshold"),
+        # a numeric string is refused as docs/sam.md says (the ASL sends a number; issue 14)
+        ({"inferences": [0.97, 0.03], "threshold": "0.5"}, "InvalidEventError", "JSON number"),
+        ({"inferences": [0.97, 0.03], "threshold": [0.5]}, "InvalidEventError", "JSON number"),
         ({"inferences": [0.97, 0.03], "threshold": 0}, "InvalidEventError", "threshold"),
         ({"inferences": [0.97, 0.03], "threshold": 1.5}, "InvalidEventError", "threshold"),
         ({"inferences": [0.97, 0.03], "threshold": True}, "InvalidEventError", "threshold"),

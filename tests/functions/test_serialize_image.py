@@ -246,6 +246,104 @@ def test_other_s3_errors_are_not_swallowed(serialize: ModuleType, aws_env: None)
             serialize.read_object(client, BUCKET, "incoming/a.png", 1000)
 
 
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("SlowDown", 503),
+        ("ServiceUnavailable", 503),
+        ("InternalError", 500),
+        ("BadGateway", 502),
+    ],
+)
+def test_s3_5xx_answers_are_s3_unavailable(
+    serialize: ModuleType, aws_env: None, code: str, status: int
+) -> None:
+    """Transient S3 answers become the named error the state machine retries."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", code, "try again", status)
+        with pytest.raises(serialize.S3UnavailableError, match=code):
+            serialize.read_object(client, BUCKET, "incoming/a.png", 1000)
+
+
+def test_s3_not_listening_is_s3_unavailable(serialize: ModuleType, aws_env: None) -> None:
+    """A refused connection (S3 restarting) is ``S3UnavailableError``, not the raw
+    ``EndpointConnectionError`` that failed a quarter of a batch for good (issue 14)."""
+    import socket
+
+    from botocore.config import Config
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    with pytest.raises(serialize.S3UnavailableError, match="S3 did not answer"):
+        serialize.read_object(client, BUCKET, "incoming/a.png", 1000)
+
+
+def test_a_body_cut_short_is_s3_unavailable(serialize: ModuleType) -> None:
+    from botocore.exceptions import ResponseStreamingError
+
+    class Body:
+        def read(self, _n: int) -> bytes:
+            raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+
+        def close(self) -> None:
+            pass
+
+    class Client:
+        def get_object(self, **_kwargs: Any) -> dict[str, Any]:
+            return {"ContentLength": 10, "Body": Body()}
+
+    with pytest.raises(serialize.S3UnavailableError, match="IncompleteRead"):
+        serialize.read_object(Client(), BUCKET, "incoming/a.png", 1000)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"s3_bucket": "Bad_Bucket!!", "s3_key": "incoming/a.png"}, "not a bucket name"),
+        ({"s3_bucket": "b" * 256, "s3_key": "incoming/a.png"}, "not a bucket name"),
+        ({"s3_bucket": "bucket/sub", "s3_key": "incoming/a.png"}, "not a bucket name"),
+        ({"s3_bucket": BUCKET, "s3_key": "incoming/../private/a.png"}, "'..' path segment"),
+        ({"s3_bucket": BUCKET, "s3_key": "../a.png"}, "'..' path segment"),
+        ({"s3_bucket": BUCKET, "s3_key": "incoming/./a.png"}, "'..' path segment"),
+        ({"s3_bucket": BUCKET, "s3_key": "k" * 1025}, "longer than S3's 1024 bytes"),
+    ],
+)
+def test_bad_locations_are_invalid_events_before_any_call(
+    serialize: ModuleType, event: dict[str, Any], message: str
+) -> None:
+    """Not botocore's ParamValidationError or S3's raw InvalidRequest (issue 14)."""
+    with pytest.raises(serialize.InvalidEventError, match=message):
+        serialize.parse_event(event)
+
+
+def test_keys_with_dots_inside_names_are_fine(serialize: ModuleType) -> None:
+    for key in ("incoming/a..b.png", "incoming/.hidden.png", "incoming/x../y.png"):
+        assert serialize.parse_event({"s3_bucket": BUCKET, "s3_key": key}) == (BUCKET, key)
+
+
+@pytest.mark.parametrize("code", ["InvalidRequest", "InvalidBucketName", "InvalidArgument"])
+def test_s3_refusing_the_location_is_an_invalid_event(
+    serialize: ModuleType, aws_env: None, code: str
+) -> None:
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", code, "Invalid Request", 400)
+        with pytest.raises(serialize.InvalidEventError, match=code):
+            serialize.read_object(client, BUCKET, "incoming/a.png", 1000)
+
+
 # ------------------------------------------------------------------------------ not an image
 
 
@@ -457,6 +555,52 @@ def test_every_error_is_a_distinct_named_class(serialize: ModuleType) -> None:
         )
     }
     assert len(names) == 6
+
+
+def _jpeg_head(size: tuple[int, int]) -> bytes:
+    """A JPEG up to and including its scan header (SOS): what precedes the pixel data."""
+    data = image_bytes("JPEG", size, quality=90)
+    sos = data.index(b"\xff\xda")
+    return data[: sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")]
+
+
+@pytest.mark.parametrize("size", [(32, 32), (640, 480), (4000, 3000)])
+def test_a_jpeg_header_followed_by_random_bytes_is_not_an_image(
+    serialize: ModuleType, size: tuple[int, int]
+) -> None:
+    """libjpeg decodes such data with warnings only (Pillow drops them): before the marker
+    check about one in ten of these decoded to noise and was classified (issue 14)."""
+    import random
+
+    rng = random.Random(14)
+    head = _jpeg_head(size)
+    for length in (10, 300, 3000, 30000):
+        for _ in range(10):
+            body = head + rng.randbytes(length)
+            with pytest.raises(serialize.NotAnImageError, match="damaged or truncated"):
+                serialize.serialize(body)
+
+
+def test_jpeg_structure_check_accepts_real_jpegs_and_trailers(serialize: ModuleType) -> None:
+    for save in ({}, {"progressive": True}, {"quality": 50, "optimize": True}):
+        data = image_bytes("JPEG", (48, 40), **save)
+        assert serialize.jpeg_damage(data) is None
+        assert serialize.jpeg_damage(data + b"SEFT trailer after EOI") is None
+        assert "truncated" in serialize.jpeg_damage(data[:-2])
+        assert serialize.serialize(data)[1]["original_format"] == "JPEG"
+    with pytest.raises(serialize.NotAnImageError, match="end-of-image"):
+        serialize.serialize(image_bytes("JPEG", (48, 40))[:-2])
+
+
+def test_truncated_images_are_never_loaded_as_they_are(
+    serialize: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some other code in the process turned Pillow's LOAD_TRUNCATED_IMAGES on: refuse."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(serialize.ConfigurationError, match="LOAD_TRUNCATED_IMAGES"):
+        serialize.serialize(image_bytes("PNG"))
 
 
 def test_a_decompression_bomb_is_refused_from_its_header(serialize: ModuleType) -> None:

@@ -157,6 +157,34 @@ def test_retry_only_transient_errors_with_backoff(asl: dict[str, Any], task: str
         assert "EndpointUnavailableError" in retried
 
 
+def test_serialize_retries_s3_unavailable_long_enough_for_a_restart(asl: dict[str, Any]) -> None:
+    """S3 down for a while (a SeaweedFS restart took about 10 s) costs no image: the waits
+    add up to more than 20 s and stay bounded (issue 14)."""
+    retrier = next(
+        r
+        for r in asl["States"]["SerializeImage"]["Retry"]
+        if r["ErrorEquals"] == ["S3UnavailableError"]
+    )
+    waits, interval = [], float(retrier["IntervalSeconds"])
+    for _ in range(retrier["MaxAttempts"]):
+        waits.append(min(interval, retrier.get("MaxDelaySeconds", interval)))
+        interval *= retrier["BackoffRate"]
+    assert retrier.get("JitterStrategy", "NONE") == "NONE", "full jitter can cut the waits short"
+    assert 20 <= sum(waits) <= 120, waits
+    assert "S3UnavailableError" in asl["States"]["SerializeImage"]["Comment"]
+
+
+def test_s3_unavailable_is_a_named_shared_error() -> None:
+    """Defined once in the CommonLayer, imported by SerializeImage (the name the ASL retries)."""
+    module = load_handler(HANDLERS["SerializeImageFunction"])
+    error = module.S3UnavailableError
+    assert error.__name__ == "S3UnavailableError" and issubclass(error, ConnectionError)
+    assert error.__module__ == "scones_common"
+    catches = json.loads(ASL.read_text())["States"]["SerializeImage"]["Catch"]
+    assert not any("S3UnavailableError" in c["ErrorEquals"] for c in catches[:-1])
+    assert catches[-1]["Next"] == "WorkflowFailed"  # keeps its own name via ErrorPath
+
+
 def test_every_lambda_task_retries_exactly_the_transient_lambda_errors(
     asl: dict[str, Any],
 ) -> None:
@@ -232,6 +260,7 @@ def bound_handlers() -> Iterator[None]:
 @pytest.fixture
 def workflow(moto: None, bound_handlers: None) -> Any:
     """The state machine in moto's ASL interpreter; Lambda calls run our handlers in-process."""
+    from scones.twin import moto_binding
     from scones.twin.lambda_runtime import HANDLER_FILE_TAG, LAYERS_TAG, layers_tag
 
     role = boto3.client("iam").create_role(RoleName="scones-test", AssumeRolePolicyDocument="{}")[
@@ -251,6 +280,9 @@ def workflow(moto: None, bound_handlers: None) -> Any:
             # what `scones deploy --local` tags (no Environment: the tests set their own)
             Tags={HANDLER_FILE_TAG: str(spec.handler_file), LAYERS_TAG: layers_tag(spec.layers)},
         )["FunctionArn"]
+        if hasattr(moto_binding, "bind"):  # the binding deploy records (no longer the tags)
+            binding = moto_binding.Binding(spec.handler_file, tuple(spec.layers))
+            moto_binding.bind(f"scones-{logical_id}", binding)
         values[f"{logical_id}Arn"] = arn
     sfn = boto3.client("stepfunctions")
     definition = substitute(ASL.read_text(), values)
@@ -316,6 +348,13 @@ def test_a_low_confidence_image_fails_with_low_confidence_error(workflow: Any) -
         ({"s3_bucket": "scones-images-test"}, "InvalidEventError", "s3_key"),
         ({"s3_bucket": "scones-images-test", "s3_key": 5}, "InvalidEventError", "s3_key"),
         (["not", "an", "object"], "InvalidEventError", "JSON object"),
+        # issue 14: named errors, not botocore's ParamValidationError or S3's InvalidRequest
+        ({"s3_bucket": "Bad_Bucket!!", "s3_key": "incoming/a.png"}, "InvalidEventError", "bucket"),
+        (
+            {"s3_bucket": "scones-images-test", "s3_key": "incoming/../one.gif"},
+            "InvalidEventError",
+            "'..' path segment",
+        ),
     ],
 )
 def test_bad_inputs_fail_with_their_named_error(
