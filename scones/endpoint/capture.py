@@ -383,7 +383,7 @@ class CaptureWriter:
         self._log_lost()
         if not shipped:
             pending = sum(count_records(f.path) for f in self.spool.ready_files())
-            log.error(
+            log.warning(
                 "capture records kept on disk: S3 unreachable at shutdown; shipped at next start",
                 extra={"records": pending, "folder": str(self.spool.folder)},
             )
