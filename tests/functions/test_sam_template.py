@@ -215,7 +215,12 @@ def test_shared_errors_are_defined_once_in_the_layer(
         for name, obj in vars(scones_common).items()
         if isinstance(obj, type) and issubclass(obj, Exception)
     }
-    assert shared == {"InvalidEventError", "ConfigurationError", "MalformedInferenceError"}
+    assert shared == {
+        "InvalidEventError",
+        "ConfigurationError",
+        "MalformedInferenceError",
+        "S3UnavailableError",
+    }
     for module in (serialize, classify, filter_fn):
         tree = ast.parse(Path(module.__file__).read_text())
         defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
