@@ -5,12 +5,17 @@ module from ``model.tar.gz`` and call ``model_fn`` once, then ``input_fn`` -> ``
 ``output_fn`` per request. ``predict_batch_fn`` is an extension the local endpoint uses to run
 requests that queued up as one batch.
 
-Only onnxruntime, numpy and Pillow are used. Images of any size are accepted: images that are not
-32x32 (the CIFAR size the model was trained on) are resized to 32x32 (bilinear, aspect ratio not
-kept); images that are not RGB (grayscale, palette, RGBA) are converted to RGB.
+Only onnxruntime, numpy and Pillow are used. Images that are not 32x32 (the CIFAR size the model
+was trained on) are resized to 32x32 (bilinear, aspect ratio not kept); images that are not RGB
+(grayscale, palette, RGBA) are converted to RGB. Decoding costs time in proportion to the pixels
+an image declares (a 65 KB PNG can declare 4096 x 4096 and take a second), so the declared size
+is checked from the header before any pixel is decoded: more than ``SCONES_MAX_IMAGE_PIXELS``
+(default 1024 x 1024) is refused with ``ImageTooLargeError`` (a client error, 400). JPEGs are
+decoded at a reduced scale (libjpeg's DCT scaling, at most 1/8 a side) when they are larger than
+needed, and the cap applies to that decoded size.
 
 Environment: ``SCONES_ORT_THREADS`` sets onnxruntime's intra-op threads (default 1: the endpoint
-server runs one worker per core instead).
+server runs one worker per core instead); ``SCONES_MAX_IMAGE_PIXELS`` the pixel cap.
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ LOG = logging.getLogger(__name__)
 IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
 JSON_ACCEPTS = ("application/json", "*/*", "application/*")
 THREADS_ENV = "SCONES_ORT_THREADS"
-MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_PIXELS_ENV = "SCONES_MAX_IMAGE_PIXELS"
+MAX_IMAGE_PIXELS = 1024 * 1024  # default cap on the pixels decoded per image
 
 
 class InvalidImageError(ValueError):
     """The request body is not an image Pillow can decode."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image declares more pixels than the endpoint decodes (``SCONES_MAX_IMAGE_PIXELS``)."""
 
 
 class UnsupportedContentTypeError(ValueError):
@@ -81,6 +91,16 @@ def _threads() -> int:
     return max(0, threads)
 
 
+def _max_pixels() -> int:
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be an integer, got {raw!r}") from None
+
+
 def model_fn(model_dir: str | os.PathLike[str]) -> OnnxClassifier:
     """Load ``model.onnx`` and ``classes.json`` from ``model_dir`` into an ``OnnxClassifier``."""
     import onnxruntime as ort
@@ -113,18 +133,23 @@ def model_fn(model_dir: str | os.PathLike[str]) -> OnnxClassifier:
 def decode_image(body: bytes, image_size: int = 32) -> np.ndarray:
     """Decode image bytes into a uint8 array ``[image_size, image_size, 3]`` (RGB).
 
-    Raises ``InvalidImageError`` when the bytes are not a decodable image.
+    Raises ``InvalidImageError`` when the bytes are not a decodable image, and its subclass
+    ``ImageTooLargeError`` (before decoding) when the image has more pixels than the cap.
     """
     from PIL import Image
 
     if not body:
         raise InvalidImageError("empty request body: expected image bytes")
+    limit = _max_pixels()
     try:
-        with Image.open(io.BytesIO(body)) as img:
+        with Image.open(io.BytesIO(body)) as img:  # reads the header only
+            img.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale
             width, height = img.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise InvalidImageError(
-                    f"image of {width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS})"
+            if width * height > limit:
+                raise ImageTooLargeError(
+                    f"image of {width}x{height} pixels is too large to decode (at most {limit} "
+                    f"pixels, {MAX_PIXELS_ENV}); send a smaller image (the model reads "
+                    f"{image_size}x{image_size})"
                 )
             rgb = img.convert("RGB")
     except InvalidImageError:

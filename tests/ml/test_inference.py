@@ -181,3 +181,79 @@ def test_model_matches_training_report(
     probs = inference.predict_batch_fn(xs, model)
     accuracy = float((probs.argmax(1) == np.array([int(r[1]) for r in rows])).mean())
     assert accuracy == pytest.approx(report["accuracy"], abs=1e-9)
+
+
+def _png_declaring(width: int, height: int, idat: bytes) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (RGB), with ``idat`` as its data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_png_declaring_4096_squared_is_refused_before_decoding(inference: ModuleType) -> None:
+    """The issue's 65 KB PNG of 4096 x 4096 (about 1 s to decode). Its pixel data here is not
+    even valid zlib: only a check of the declared size, before decoding, names the size."""
+    body = _png_declaring(4096, 4096, b"\x78\x9c" + b"\x00" * 65_000)
+    with pytest.raises(inference.ImageTooLargeError, match="4096x4096 pixels is too large"):
+        inference.input_fn(body, "image/png")
+    real = io.BytesIO()
+    Image.new("RGB", (4096, 4096)).save(real, "PNG")  # a real one, about 49 KB
+    with pytest.raises(inference.ImageTooLargeError) as info:
+        inference.input_fn(real.getvalue(), "image/png")
+    assert isinstance(info.value, inference.InvalidImageError)  # the client-error path (400)
+
+
+def test_the_pixel_cap_boundary_and_its_setting(
+    inference: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def png(width: int, height: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (width, height), (200, 10, 10)).save(buf, "PNG")
+        return buf.getvalue()
+
+    assert inference.input_fn(png(1024, 1024), "image/png").shape == (3, 32, 32)
+    with pytest.raises(inference.ImageTooLargeError):
+        inference.input_fn(png(1025, 1024), "image/png")
+    monkeypatch.setenv("SCONES_MAX_IMAGE_PIXELS", str(64 * 64))
+    assert inference.input_fn(png(64, 64), "image/png").shape == (3, 32, 32)
+    with pytest.raises(inference.ImageTooLargeError, match="at most 4096 pixels"):
+        inference.input_fn(png(65, 64), "image/png")
+    monkeypatch.setenv("SCONES_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="SCONES_MAX_IMAGE_PIXELS"):
+        inference.input_fn(png(32, 32), "image/png")
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(
+    inference: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libjpeg's DCT scaling decodes a 2048 x 2048 JPEG as 256 x 256: under a cap of 300 x 300,
+    where the same image as PNG is refused, and close to the full decode resized."""
+    smooth = np.tile(np.linspace(0, 255, 2048, dtype=np.uint8)[None, :, None], (2048, 1, 3))
+    monkeypatch.setenv("SCONES_MAX_IMAGE_PIXELS", str(300 * 300))
+    with pytest.raises(inference.ImageTooLargeError):
+        inference.input_fn(_encode(smooth, "PNG"), "image/png")
+    x = inference.input_fn(_encode(smooth, "JPEG"), "image/jpeg")
+    full = Image.fromarray(smooth).resize((32, 32), Image.Resampling.BILINEAR)
+    assert np.abs(x - np.asarray(full).transpose(2, 0, 1) / 255.0).mean() < 0.02
+
+
+def test_the_endpoint_answers_too_large_images_with_a_named_400(tiny_model_dir: Path) -> None:
+    """Through the endpoint server's model runner: a named client error for the big image,
+    and the normal image in the same batch is still answered."""
+    from scones.endpoint.model import LoadedModel
+
+    loaded = LoadedModel(tiny_model_dir, "inference_pixel_cap_test")
+    big = _png_declaring(4096, 4096, b"\x78\x9c" + b"\x00" * 1000)
+    normal = _encode(np.zeros((32, 32, 3), dtype=np.uint8), "PNG")
+    outcomes = loaded.run_batch(
+        [(big, "image/png", "application/json"), (normal, "image/png", "application/json")]
+    )
+    assert outcomes[0].status == 400
+    assert outcomes[0].message.startswith("ImageTooLargeError: image of 4096x4096 pixels")
+    assert outcomes[1].status == 200 and len(json.loads(outcomes[1].body)) == 2
