@@ -93,18 +93,28 @@ class Settings:
         return self.home / "endpoints"
 
     def aws_env(self) -> dict[str, str]:
-        """Environment variables that point any AWS SDK or the AWS CLI at the twin."""
+        """Environment variables that point any AWS SDK or the AWS CLI at the twin.
+
+        ``AWS_ENDPOINT_URL`` (every service without its own setting) is the moto server, so no
+        call leaves the machine: IAM, CloudWatch Logs, EventBridge, CloudFormation and the rest
+        are answered there (moto, or an AWS-shaped error for what it lacks). S3 goes to
+        SeaweedFS, SageMaker and SageMaker Runtime to the endpoint server.
+        ``AWS_DISABLE_HOST_PREFIX_INJECTION`` keeps botocore from prefixing the host for
+        ``StartSyncExecution`` / ``TestState`` (``sync-127.0.0.1`` resolves nowhere).
+        """
         return {
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.moto_url,  # the catch-all: nothing goes to real AWS
+            "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",
             "AWS_ENDPOINT_URL_S3": self.s3_url,
             "AWS_ENDPOINT_URL_SFN": self.moto_url,
             "AWS_ENDPOINT_URL_STEPFUNCTIONS": self.moto_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.moto_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
-            "AWS_ENDPOINT_URL_SAGEMAKER": self.endpoint_url,  # Describe/Delete/ListEndpoints only
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.endpoint_url,  # the twin's endpoints' control plane
             "AWS_ENDPOINT_URL_STS": self.moto_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH": self.moto_url,  # the endpoint's Invocations metric
         }

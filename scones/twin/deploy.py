@@ -69,6 +69,7 @@ def deploy_function(lam: Any, spec: Any, role_arn: str) -> str:
         "MemorySize": spec.memory_size,
         "Environment": {"Variables": spec.environment},
     }
+    # informational only: the twin never runs a file a tag names (see moto_binding)
     tags = {**spec.tags, HANDLER_FILE_TAG: str(spec.handler_file), LOGICAL_ID_TAG: spec.logical_id}
     tags[LAYERS_TAG] = layers_tag(spec.layers)
     code = _zip_folder(spec.code_uri)
@@ -78,11 +79,41 @@ def deploy_function(lam: Any, spec: Any, role_arn: str) -> str:
         created = lam.create_function(
             FunctionName=spec.name, Code={"ZipFile": code}, Tags=tags, **config
         )
+        _bind_here(spec, str(created.get("CodeSha256") or ""))
         return str(created["FunctionArn"])
-    lam.update_function_code(FunctionName=spec.name, ZipFile=code)
+    updated = lam.update_function_code(FunctionName=spec.name, ZipFile=code)
     lam.update_function_configuration(FunctionName=spec.name, **config)
     lam.tag_resource(Resource=arn, Tags=tags)
+    _bind_here(spec, str(updated.get("CodeSha256") or ""))
     return str(arn)
+
+
+def binding_of(spec: Any, code_sha256: str | None) -> Any:
+    """The ``moto_binding.Binding`` of a template function deployed with this code."""
+    from scones.twin.moto_binding import Binding
+
+    return Binding(Path(spec.handler_file), tuple(Path(p) for p in spec.layers), code_sha256)
+
+
+def _bind_here(spec: Any, code_sha256: str) -> None:
+    """Bind in this process too when moto's Lambda runs here (tests, the server's restore)."""
+    import sys
+
+    binding = sys.modules.get("scones.twin.moto_binding")
+    if binding is not None and binding.installed():
+        binding.bind(spec.name, binding_of(spec, code_sha256 or None))
+
+
+def write_function_bindings(settings: Settings, lam: Any, app: Any) -> None:
+    """Record which handler file each deployed function runs, for the twin's server to read
+    (``moto_binding.write_bindings``); with the code hash deploy uploaded."""
+    from scones.twin.moto_binding import write_bindings
+
+    bindings = {}
+    for spec in app.functions.values():
+        sha = lam.get_function(FunctionName=spec.name)["Configuration"].get("CodeSha256")
+        bindings[spec.name] = binding_of(spec, str(sha) if sha else None)
+    write_bindings(settings.home, bindings)
 
 
 def _existing_machine(sfn: Any, name: str) -> dict[str, Any] | None:
@@ -142,6 +173,7 @@ def deploy_workflow(settings: Settings, app: Any) -> tuple[dict[str, str], str]:
         logical_id: deploy_function(lam, spec, role_arn)
         for logical_id, spec in app.functions.items()
     }
+    write_function_bindings(settings, lam, app)
     return functions, deploy_state_machine(sfn, app.state_machine)
 
 

@@ -160,14 +160,29 @@ class InvokeResult:
         return json.dumps(self.payload).encode("utf-8")
 
 
+def marshal_error(exc: Exception, request_id: str) -> dict[str, Any]:
+    """The Python runtime's error for a result JSON cannot hold (bytes, a set, NaN is fine)."""
+    return {
+        "errorMessage": f"Unable to marshal response: {exc}",
+        "errorType": "Runtime.MarshalError",
+        "requestId": request_id,
+        "stackTrace": [],
+    }
+
+
 def invoke(handler: Handler, event: Any, context: LambdaContext) -> InvokeResult:
-    """Call ``handler(event, context)``; an exception becomes an AWS-shaped function error."""
+    """Call ``handler(event, context)``; an exception becomes an AWS-shaped function error, a
+    result JSON cannot hold ``Runtime.MarshalError`` as the Lambda Python runtime answers."""
     try:
         result = handler(event, context)
-        json.dumps(result)  # the runtime fails to serialize such results, so do we
     except Exception as exc:  # noqa: BLE001 - every handler failure is reported, as AWS does
         LOG.info("function %s raised %s: %s", context.function_name, type(exc).__name__, exc)
         return InvokeResult(error_payload(exc, context.aws_request_id, skip_frames=1), True)
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        LOG.info("function %s returned what JSON cannot hold: %s", context.function_name, exc)
+        return InvokeResult(marshal_error(exc, context.aws_request_id), True)
     return InvokeResult(result, False)
 
 

@@ -9,11 +9,18 @@ server's own process is an open request upstream (getmoto/moto#9916, earlier #57
 what ``awslambda_simple`` does: ``BoundLambdaBackend`` subclasses ``LambdaSimpleBackend`` and
 overrides ``invoke`` only (create, update, tag, list, delete stay moto's).
 
-A function created by ``scones deploy --local`` carries the tags ``scones:handler-file`` and
-``scones:layers``; its handler (the Handler's function name in that file, its layer folders on
-``sys.path``) runs in-process with the union of all functions' Environment variables in effect. A raised exception becomes a function error
-(``X-Amz-Function-Error: Unhandled``, payload ``{"errorType": <class name>, "errorMessage",
-"requestId", "stackTrace"}``), so an ASL Catch by error name works as on AWS.
+Which code runs: a function that ``scones deploy --local`` bound runs the handler file of the
+template (the Handler's function in that file, its layer folders on ``sys.path``) in-process,
+with the union of all bound functions' Environment variables in effect. The binding is never
+read from the function's tags (anyone who can call the API can set a tag): deploy records it
+in ``$SCONES_HOME/lambda/bindings.json`` (``write_bindings``), which the server reads, with the
+code hash deploy uploaded (new code through ``UpdateFunctionCode`` runs that code instead);
+in a process that serves moto itself (tests, the server's own restore) ``bind`` records it in
+memory. Any other function runs the code of its own zip (``scones.twin.lambda_zip``), as Lambda
+does. A raised exception becomes a function error (``X-Amz-Function-Error: Unhandled``, payload
+``{"errorType": <class name>, "errorMessage", "requestId", "stackTrace"}``), so an ASL Catch by
+error name works as on AWS; each invocation's prints and logs are its log
+(``scones.twin.lambda_logs``), returned base64 in ``X-Amz-Log-Result`` with ``LogType=Tail``.
 
 ``install()`` puts the class where moto looks it up: moto resolves the Docker-free backend on
 every call (``moto.awslambda.utils.get_backend`` imports ``lambda_simple_backends`` from
@@ -26,8 +33,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +48,7 @@ from moto.awslambda_simple import models as simple_models
 from moto.core.base_backend import BackendDict
 from moto.core.config import default_user_config
 
-from scones.twin import lambda_runtime, moto_targets
-from scones.twin.lambda_runtime import HANDLER_FILE_TAG
+from scones.twin import lambda_logs, lambda_runtime, moto_targets
 
 LOG = logging.getLogger("scones.twin.moto")
 
@@ -48,8 +57,96 @@ DEFAULT_ACCOUNT = "123456789012"
 _install_lock = threading.Lock()
 
 
-class FunctionNotBoundError(Exception):
-    """A function exists in moto but was not deployed by scones (no handler file tag)."""
+@dataclass(frozen=True)
+class Binding:
+    """A function deployed by ``scones deploy --local``: its handler file, layers, code hash."""
+
+    handler_file: Path
+    layers: tuple[Path, ...] = ()
+    code_sha256: str | None = None  # None: whatever code moto holds
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry ``write_bindings`` stores."""
+        return {
+            "handler_file": str(self.handler_file),
+            "layers": [str(p) for p in self.layers],
+            "code_sha256": self.code_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Binding:
+        """An entry of ``bindings.json``."""
+        return cls(
+            Path(data["handler_file"]),
+            tuple(Path(p) for p in data.get("layers") or ()),
+            data.get("code_sha256"),
+        )
+
+
+_memory: dict[str, Binding] = {}
+_home: list[Path] = []
+_file_cache: dict[str, Any] = {"key": None, "bindings": {}}
+
+
+def bindings_file(home: Path) -> Path:
+    """Where ``scones deploy --local`` records the functions it bound."""
+    return home / "lambda" / "bindings.json"
+
+
+def write_bindings(home: Path, bindings: dict[str, Binding]) -> None:
+    """Record the deployed functions' bindings (replacing the previous deployment's)."""
+    path = bindings_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    data = {name: binding.to_json() for name, binding in sorted(bindings.items())}
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def bind(function_name: str, binding: Binding) -> None:
+    """Bind a function in this process (where moto itself runs: tests, the server)."""
+    _memory[function_name] = binding
+
+
+def configure_home(home: Path) -> None:
+    """The state folder whose ``bindings.json`` this process's Lambda honours."""
+    _home[:] = [home]
+
+
+def _file_bindings() -> dict[str, Binding]:
+    if not _home:
+        return {}
+    path = bindings_file(_home[0])
+    try:
+        info = path.stat()
+    except OSError:
+        return {}
+    key = (info.st_mtime_ns, info.st_size)
+    if _file_cache["key"] != key:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            parsed = {str(k): Binding.from_json(v) for k, v in raw.items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning("ignoring unreadable %s: %s", path, exc)
+            parsed = {}
+        _file_cache.update(key=key, bindings=parsed)
+    return dict(_file_cache["bindings"])
+
+
+def binding_for(fn: Any) -> Binding | None:
+    """The binding of moto function ``fn`` when deploy made it and its code is deploy's."""
+    binding = _memory.get(fn.function_name) or _file_bindings().get(fn.function_name)
+    if binding is None:
+        return None
+    if binding.code_sha256 is not None and binding.code_sha256 != fn.code_sha_256:
+        return None  # new code since deploy: run that code, as Lambda would
+    return binding
+
+
+def bound_names(names: Sequence[str]) -> list[str]:
+    """Which of ``names`` are bound (memory or file)."""
+    on_file = _file_bindings()
+    return [n for n in names if n in _memory or n in on_file]
 
 
 def decode_event(body: Any) -> Any:
@@ -74,12 +171,24 @@ class BoundLambdaBackend(simple_models.LambdaSimpleBackend):
     """moto's Docker-free Lambda backend whose ``invoke`` runs the function's real handler."""
 
     def environment_union(self) -> dict[str, str]:
-        """All functions' Environment variables (they share this process); conflicts refused."""
-        envs = {fn.function_name: dict(fn.environment_vars or {}) for fn in self.list_functions()}
+        """The bound functions' Environment variables (they share this process); conflicts
+        refused. Functions running their own zip have their own environment."""
+        functions = list(self.list_functions())
+        bound = set(bound_names([fn.function_name for fn in functions]))
+        envs = {
+            fn.function_name: dict(fn.environment_vars or {})
+            for fn in functions
+            if fn.function_name in bound
+        }
         return lambda_runtime.merge_environments(envs)
 
     def run_bound(self, fn: Any, event: Any) -> lambda_runtime.InvokeResult:
-        """Run the handler bound to moto function ``fn``; never raises for handler errors."""
+        """Run moto function ``fn`` on ``event``; never raises for handler errors."""
+        return self.run_logged(fn, event)[0]
+
+    def run_logged(self, fn: Any, event: Any) -> tuple[lambda_runtime.InvokeResult, str]:
+        """Run ``fn`` (its bound handler in-process, else its zip in a worker); return the
+        result and the invocation's log."""
         context = lambda_runtime.LambdaContext(
             function_name=fn.function_name,
             memory_limit_in_mb=int(fn.memory_size or 128),
@@ -87,24 +196,37 @@ class BoundLambdaBackend(simple_models.LambdaSimpleBackend):
             region=self.region_name,
             account_id=self.account_id,
         )
-        try:
-            handler_file = (fn.tags or {}).get(HANDLER_FILE_TAG)
-            if not handler_file:
-                raise FunctionNotBoundError(
-                    f"function {fn.function_name} has no {HANDLER_FILE_TAG} tag: deploy it with"
-                    " `scones deploy --local`"
+        binding = binding_for(fn)
+        if binding is None:
+            return self._run_zip(fn, event, context.aws_request_id)
+        with lambda_logs.capture(context.aws_request_id, context.memory_limit_in_mb) as log:
+            try:
+                lambda_runtime.apply_environment(self.environment_union())
+                handler = lambda_runtime.load_handler(
+                    binding.handler_file, str(fn.handler).rpartition(".")[2], binding.layers
                 )
-            lambda_runtime.apply_environment(self.environment_union())
-            handler = lambda_runtime.load_handler(
-                Path(handler_file),
-                str(fn.handler).rpartition(".")[2],
-                lambda_runtime.layers_from_tag((fn.tags or {}).get(lambda_runtime.LAYERS_TAG)),
-            )
-        except Exception as exc:  # noqa: BLE001 - reported as the function's error, as AWS would
-            return lambda_runtime.InvokeResult(
-                lambda_runtime.error_payload(exc, context.aws_request_id), True
-            )
-        return lambda_runtime.invoke(handler, event, context)
+            except Exception as exc:  # noqa: BLE001 - the function's error, as AWS reports it
+                result = lambda_runtime.InvokeResult(
+                    lambda_runtime.error_payload(exc, context.aws_request_id), True
+                )
+            else:
+                result = lambda_runtime.invoke(handler, event, context)
+        return result, log.text
+
+    def _run_zip(
+        self, fn: Any, event: Any, request_id: str
+    ) -> tuple[lambda_runtime.InvokeResult, str]:
+        from scones.settings import Settings
+        from scones.twin import lambda_zip
+
+        settings = Settings.from_env()
+        home = _home[0] if _home else settings.home
+        base = {
+            **settings.aws_env(),
+            **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+        }
+        done = lambda_zip.run(fn, event, request_id, home, base, self.region_name)
+        return lambda_runtime.InvokeResult(done.payload, done.is_error), done.log
 
     def invoke(
         self,
@@ -123,10 +245,12 @@ class BoundLambdaBackend(simple_models.LambdaSimpleBackend):
         if invocation_type == "Event":
             threading.Thread(target=self.run_bound, args=(fn, event), daemon=True).start()
             return b""
-        result = self.run_bound(fn, event)
+        result, log = self.run_logged(fn, event)
         if result.is_error:
             response_headers["x-amz-function-error"] = "Unhandled"
         response_headers["x-amz-executed-version"] = "$LATEST"
+        if (headers or {}).get("X-Amz-Log-Type") == "Tail":
+            lambda_logs.attach(response_headers, log)
         return result.body()
 
     def invoke_direct(self, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -165,9 +165,14 @@ def pool_programs() -> None:
 def app_without_debug(service: Any) -> Flask:
     """moto's Flask app for ``service`` with debug mode off. Why: moto turns it on, and in debug
     mode Flask builds a new class for every request that carries a body
-    (``attach_enctype_error_multidict``): memory that only grows (see pallets/flask#3540)."""
+    (``attach_enctype_error_multidict``): memory that only grows (see pallets/flask#3540).
+    Also answers an operation moto does not implement as AWS does (``sfn_api.unknown_operation``)."""
+    from scones.twin.sfn_api import unknown_operation
+
     app = create_backend_app(service)
     app.debug = False
+    # fidelity: an operation moto lacks is AWS's 400 "unknown operation", not an HTML 500
+    app.register_error_handler(NotImplementedError, unknown_operation)
     return app
 
 

@@ -48,6 +48,7 @@ TARGETS: dict[str, str | None] = {
     # the fixes
     f"{_TASK}.lambda_eval_utils._invoke_lambda_function": "(parameters, region, state_credentials)",
     f"{_PARSER}.asl.utils.boto_client.boto_client_for": "(region, service, state_credentials=None)",
+    f"{_PARSER}.asl.utils.boto_client.boto3": None,  # sigv4_http.sign_moto_clients
     f"{_PARSER}.asl.utils.json_path.parse": "(path, debug=None)",
     f"{_PARSER}.asl.component.common.path.result_path.parse": "(string)",
     f"{_PARSER}.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint": "(self)",
@@ -75,6 +76,18 @@ TARGETS: dict[str, str | None] = {
         "(self, host)"
     ),
     "moto.moto_server.werkzeug_app.MotoRequestHandler": None,
+    # the Step Functions operations (scones.twin.sfn_api)
+    "moto.stepfunctions.responses.StepFunctionResponse.stop_execution": "(self)",
+    "moto.stepfunctions.responses.StepFunctionResponse.get_execution_history": "(self)",
+    "moto.stepfunctions.responses.StepFunctionResponse.start_execution": "(self)",
+    f"{_PARSER}.backend.execution.SyncExecution.to_start_sync_execution_output": "(self)",
+    f"{_PARSER}.backend.test_state.execution.TestStateExecution.to_test_state_output": (
+        "(self, inspection_level)"
+    ),
+    f"{_PARSER}.backend.state_machine.TestStateMachine.__init__": (
+        "(self, name, arn, definition, role_arn, create_date=None)"
+    ),
+    f"{_PARSER}.asl.static_analyser.test_state.test_state_analyser.TestStateStaticAnalyser": None,
 }
 
 

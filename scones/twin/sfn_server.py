@@ -91,10 +91,12 @@ class MotoHttpServer:
 
 def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
     """Bind Lambda, apply the fixes, serve on ``options.host:options.port`` (0: any free)."""
-    from scones.twin import moto_binding, moto_fixes, moto_targets
+    from scones.twin import moto_binding, moto_fixes, moto_targets, sfn_api
 
     moto_binding.configure_moto()
     moto_binding.install()
+    moto_binding.configure_home(settings.home)
+    sfn_api.install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     # moto logs every failed state (a normal outcome here, e.g. LowConfidenceError) at ERROR.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(

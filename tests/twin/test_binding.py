@@ -115,7 +115,7 @@ def test_redeploy_is_idempotent_and_updates_environment(app_root: Path, settings
     deploy_sample(settings)
 
 
-def test_function_not_deployed_by_scones_reports_error(moto_server: Any) -> None:
+def test_function_not_deployed_by_scones_runs_its_own_zip(moto_server: Any) -> None:
     import io
     import zipfile
 
@@ -138,8 +138,8 @@ def test_function_not_deployed_by_scones_reports_error(moto_server: Any) -> None
         Code={"ZipFile": buf.getvalue()},
     )
     out = lam.invoke(FunctionName="plain", Payload=b"{}")
-    assert out["FunctionError"] == "Unhandled"
-    assert json.loads(out["Payload"].read())["errorType"] == "FunctionNotBoundError"
+    assert out["FunctionError"] == "Unhandled"  # its app.py defines no h, as Lambda says:
+    assert json.loads(out["Payload"].read())["errorType"] == "Runtime.HandlerNotFound"
 
 
 def test_merge_environments_refuses_conflicts() -> None:
