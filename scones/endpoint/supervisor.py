@@ -80,22 +80,40 @@ def _die_with_parent() -> None:
         os._exit(0)  # the supervisor died before the signal was armed
 
 
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def serve_worker() -> int:
-    """One worker process: uvicorn (uvloop, httptools) on its own SO_REUSEPORT socket."""
+    """One worker process: uvicorn (uvloop, httptools) on its own SO_REUSEPORT socket, with a
+    deadline for reading each request (``SCONES_ENDPOINT_READ_TIMEOUT``, 10 s) and at most
+    ``SCONES_ENDPOINT_MAX_CONNECTIONS`` (1000) open connections (503 beyond)."""
     _die_with_parent()  # first: before the slow imports, so the window it closes stays short
     import uvicorn
 
+    from scones.endpoint import http_guard
+
     settings = Settings.from_env()
     configure_logging()
+    read_timeout = _env_number(http_guard.READ_TIMEOUT_ENV, http_guard.DEFAULT_READ_TIMEOUT)
+    connections = _env_number(http_guard.MAX_CONNECTIONS_ENV, http_guard.DEFAULT_MAX_CONNECTIONS)
     config = uvicorn.Config(
         "scones.endpoint.app:create_app",
         factory=True,
         loop="uvloop",
-        http="httptools",
+        http=http_guard.guarded_protocol(read_timeout),
         lifespan="on",
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        limit_concurrency=int(connections),
     )
     server = uvicorn.Server(config)
     server.run(sockets=[_listening_socket(settings.host, settings.endpoint_port)])
@@ -128,7 +146,10 @@ def supervise(workers: int, *, restart_limit: int = 5) -> int:
             if status is None or stopping:
                 continue
             restarts += 1
-            log.error("endpoint worker exited", extra={"pid": proc.pid, "status": status})
+            log.error(
+                "endpoint worker exited; its spooled capture records are shipped by the others",
+                extra={"pid": proc.pid, "status": status},
+            )
             if restarts > restart_limit:
                 log.error("endpoint workers keep dying: giving up", extra={"restarts": restarts})
                 stopping, code = True, 1
