@@ -90,17 +90,22 @@ def load_pngs(limit: int = 200) -> list[bytes]:
 
 
 def build_requests(port: int, path: str, bodies: list[bytes] | None) -> list[bytes]:
+    """Raw HTTP/1.1 requests; invocations are SigV4-signed once here with the twin's keys (the
+    server verifies each; a signature stays good for 15 minutes), ``GET /ping`` is open."""
+    from scones.settings import Settings
+    from scones.twin.sigv4 import sign_headers
+
     head = f"{'POST' if bodies else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
     if not bodies:
         return [head.encode() + b"\r\n"]
-    return [
-        (
-            head + "Content-Type: image/png\r\nAccept: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-        for body in bodies
-    ]
+    settings, url = Settings.from_env(), f"http://127.0.0.1:{port}{path}"
+    plain = {"Content-Type": "image/png", "Accept": "application/json"}
+    out = []
+    for body in bodies:
+        signed = sign_headers(settings, "POST", url, body=body, headers=plain)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+        out.append(f"{head}{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return out
 
 
 async def _connection(

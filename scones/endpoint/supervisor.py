@@ -105,7 +105,7 @@ def serve_worker() -> int:
     read_timeout = _env_number(http_guard.READ_TIMEOUT_ENV, http_guard.DEFAULT_READ_TIMEOUT)
     connections = _env_number(http_guard.MAX_CONNECTIONS_ENV, http_guard.DEFAULT_MAX_CONNECTIONS)
     config = uvicorn.Config(
-        "scones.endpoint.app:create_app",
+        "scones.endpoint.app:create_guarded_app",  # SigV4 guard around create_app
         factory=True,
         loop="uvloop",
         http=http_guard.guarded_protocol(read_timeout),

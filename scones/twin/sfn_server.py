@@ -61,17 +61,20 @@ class RunningServer:
 class MotoHttpServer:
     """moto's API over HTTP in a daemon thread, as moto's ``ThreadedMotoServer`` serves it, but
     with the twin's dispatcher (``moto_fixes.Dispatcher``: no Flask debug mode, backend per host
-    remembered). The port is bound when constructed: an ``OSError`` says it is taken."""
+    remembered), behind ``sigv4_http.guard_moto`` (SigV4 with the twin's keys only). The port
+    is bound when constructed: an ``OSError`` says it is taken."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, settings: Settings) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
         from scones.twin.moto_fixes import Dispatcher
+        from scones.twin.sigv4_http import guard_moto
 
         self.dispatcher = Dispatcher()
+        app = guard_moto(self.dispatcher, settings)  # SigV4 with settings' keys, no browsers
         self._server = make_server(
-            host, port, self.dispatcher, threaded=True, request_handler=MotoRequestHandler
+            host, port, app, threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="moto-http", daemon=True
@@ -109,10 +112,10 @@ def start_server(settings: Settings, options: ServerOptions) -> RunningServer:
         # Re-create the last deployment before the real port answers (clients that see the
         # server healthy must find it): through a private server on a free port, which shares
         # moto's in-process backends.
-        private = MotoHttpServer(options.host, 0)
+        private = MotoHttpServer(options.host, 0, settings)
         _restore(settings, private.port)
         private.stop()
-    server = MotoHttpServer(options.host, options.port)
+    server = MotoHttpServer(options.host, options.port, settings)
     port = server.port
     # moto's interpreter reaches its own service integrations on localhost:$MOTO_PORT.
     os.environ["MOTO_PORT"] = str(port)

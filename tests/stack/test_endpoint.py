@@ -202,9 +202,12 @@ def test_container_contract_ping(twin_settings: Settings) -> None:
 
 
 def _post(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": content_type}, method="POST"
-    )
+    """POST signed with the twin's keys (the server verifies SigV4 on everything but /ping)."""
+    from scones.twin.sigv4 import sign_headers
+
+    settings = Settings.from_env()
+    headers = sign_headers(settings, "POST", url, body=body, headers={"Content-Type": content_type})
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()

@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sample_deploy import deploy_sample, run
 
+from scones.settings import Settings
 from scones.twin import deploy, moto_binding
 from scones.twin.lambda_runtime import ConflictingEnvironmentError, merge_environments
 
@@ -122,8 +123,8 @@ def test_function_not_deployed_by_scones_runs_its_own_zip(moto_server: Any) -> N
     kw = {
         "endpoint_url": moto_server.url,
         "region_name": "us-east-1",
-        "aws_access_key_id": "a",
-        "aws_secret_access_key": "b",
+        "aws_access_key_id": Settings.access_key_id,  # the twin's keys: it verifies SigV4
+        "aws_secret_access_key": Settings.secret_access_key,
     }
     lam, iam = boto3.client("lambda", **kw), boto3.client("iam", **kw)
     role = deploy.ensure_role(iam, "plain-role")

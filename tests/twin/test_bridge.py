@@ -219,8 +219,8 @@ def test_bridge_polls_starts_once_and_remembers(
     kw = {
         "endpoint_url": moto_server.url,
         "region_name": "us-east-1",
-        "aws_access_key_id": "a",
-        "aws_secret_access_key": "b",
+        "aws_access_key_id": settings.access_key_id,  # the twin verifies SigV4 signatures
+        "aws_secret_access_key": settings.secret_access_key,
     }
     s3, sfn = boto3.client("s3", **kw), boto3.client("stepfunctions", **kw)
     bucket = f"bridge-{uuid.uuid4().hex[:8]}"
