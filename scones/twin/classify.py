@@ -4,30 +4,34 @@ The images come from an S3 prefix, or from a local folder uploaded first under t
 prefix. Each execution is started exactly as the S3 bridge starts it (same name, same input),
 so an image the bridge already ran is reported, not run again. Every image ends in one
 ``ImageResult``: classified, sent to review, or failed.
+
+A run is resumable: each image that ends is written to the run's journal
+(``scones.twin.classify_journal``) at once. When the run stops early (the sfn server gone for
+longer than ``wait_s``, Ctrl-C) the report holds what ended and says how many did not; running
+the same command again skips the images that were classified or sent to review, adopts
+executions still running, and runs the failed ones again under a new name (``-r2``, ...).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from scones.errors import CommandError
 from scones.settings import Settings
+from scones.twin.classify_journal import FINAL_OUTCOMES, Journal, JournalEntry, journal_path
+from scones.twin.classify_source import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from scones.twin.classify_source import Progress, source_prefix
+from scones.twin.classify_source import local_images as local_images
 from scones.twin.clients import twin_clients, unreachable
 from scones.twin.deploy import read_deployed
 from scones.twin.workflow import ExecutionOutcome, describe_outcome, error_message
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif"}
-)
 REVIEW_ERROR = "LowConfidenceError"
 
 
@@ -56,6 +60,21 @@ class ClassifyReport:
     skipped_files: int = 0
     seconds: float = 0.0
     describe_calls: int = 0
+    images: int = 0  # objects found under the prefix
+    started: int = 0  # executions this run started (the others were found or resumed)
+    resumed: int = 0  # results taken from the journal of an earlier run
+    restarted: int = 0  # executions started again after the sfn server lost them
+    stopped: str | None = None  # why the run ended before every image did
+
+    @property
+    def unfinished(self) -> int:
+        """Images without a result (a run that stopped early)."""
+        return self.images - len(self.results)
+
+    @property
+    def all_succeeded(self) -> bool:
+        """Every image ended, classified or sent to review (the designed outcome)."""
+        return not self.unfinished and all(r.outcome != "failed" for r in self.results)
 
     def counts(self) -> dict[str, Any]:
         """Images per class name, sent to review, failed per error name, and the total."""
@@ -84,6 +103,12 @@ class ClassifyReport:
             else None,
             "skipped_files": self.skipped_files,
             "describe_calls": self.describe_calls,
+            "images": self.images,
+            "started": self.started,
+            "resumed": self.resumed,
+            "restarted": self.restarted,
+            "unfinished": self.unfinished,
+            "stopped": self.stopped,
             **counts,
             "items": [r.__dict__ for r in self.results],
         }
@@ -125,58 +150,6 @@ def load_classes(settings: Settings, endpoint_name: str) -> list[str]:
         return []
 
 
-def local_images(folder: Path) -> tuple[list[Path], int]:
-    """The image files under ``folder`` (sorted) and how many other files were skipped."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    return images, len(files) - len(images)
-
-
-def upload_images(
-    s3: Any, bucket: str, prefix: str, folder: Path, files: list[Path], progress: bool
-) -> None:
-    """Upload ``files`` (under ``folder``) to ``s3://bucket/prefix``, keeping relative paths."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    def put(path: Path) -> None:
-        s3.put_object(
-            Bucket=bucket, Key=prefix + path.relative_to(folder).as_posix(), Body=path.read_bytes()
-        )
-
-    with (
-        ThreadPoolExecutor(max_workers=8) as pool,
-        tqdm(
-            total=len(files), desc="upload", unit="img", disable=not progress, file=sys.stderr
-        ) as bar,
-    ):
-        for _ in pool.map(put, files):
-            bar.update(1)
-
-
-def _source_prefix(
-    s3: Any, deployed: dict[str, Any], source: str, progress: bool
-) -> tuple[str, str, int]:
-    """(bucket, prefix, skipped files) of ``source``; a local folder is uploaded first."""
-    if source.startswith("s3://"):
-        bucket, _, prefix = source[5:].partition("/")
-        if not bucket:
-            raise CommandError(f"not an S3 URI: {source!r} (expected s3://bucket/prefix)")
-        return bucket, prefix, 0
-    folder = Path(source).expanduser()
-    if not folder.is_dir():
-        raise CommandError(f"not a folder or s3:// URI: {source}")
-    files, skipped = local_images(folder)
-    if not files:
-        raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
-    bucket = deployed["bucket"]
-    run_id = f"{datetime.now(tz=UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    prefix = f"{deployed['incoming_prefix']}{run_id}/"
-    upload_images(s3, bucket, prefix, folder, files, progress)
-    return bucket, prefix, skipped
-
-
 def _run_config(deployed: dict[str, Any], config: Any, bucket: str, prefix: str) -> Any:
     """The bridge configuration classify starts executions with: the deployed rule's input, but
     an empty pattern (classify may name another bucket or prefix)."""
@@ -193,35 +166,54 @@ def _run_config(deployed: dict[str, Any], config: Any, bucket: str, prefix: str)
     )
 
 
+@dataclass
+class _Started:
+    obj: Any
+    since: float
+    attempt: int
+    suffix: str
+
+
 class _InFlight:
     """The executions started and not yet reported, oldest first."""
 
     def __init__(self, sfn: Any, run_config: Any, suffix: str, timeout_s: float) -> None:
         self.sfn, self.run_config, self.suffix, self.timeout_s = sfn, run_config, suffix, timeout_s
-        self.started: dict[str, tuple[str, float]] = {}  # arn -> (key, monotonic start)
+        self.started: dict[str, _Started] = {}  # arn -> what it runs
         self.describe_calls = 0
+        self.new = 0  # executions this run started
+        self.restarted = 0  # of those, started again after the server lost them
 
-    def start(self, obj: Any) -> None:
-        """Start (or find) the execution for ``obj``."""
+    def start(self, obj: Any, attempt: int = 1) -> None:
+        """Start (or find) the execution for ``obj``; attempt n > 1 runs under ``-r<n>``."""
         from scones.twin import bridge
 
-        arn, _ = bridge.start_for_object(self.sfn, self.run_config, obj, self.suffix)
+        suffix = self.suffix or (f"r{attempt}" if attempt > 1 else "")
+        arn, new = bridge.start_for_object(self.sfn, self.run_config, obj, suffix)
         if arn is None:  # cannot happen: the pattern is empty
             raise CommandError(f"no rule matches s3://{obj.bucket}/{obj.key}")
-        self.started[arn] = (obj.key, time.monotonic())
+        self.new += int(new)
+        self.started[arn] = _Started(obj, time.monotonic(), attempt, suffix)
 
-    def ended(self) -> list[tuple[str, ExecutionOutcome]]:
-        """(key, outcome) of the executions that ended (or ran past the timeout).
+    def ended(self) -> list[tuple[_Started, ExecutionOutcome]]:
+        """(what ran, outcome) of the executions that ended (or ran past the timeout).
 
         Executions end roughly in start order: describe the oldest first and stop at the first
-        one still running (about one DescribeExecution per image).
+        one still running (about one DescribeExecution per image). An execution the server no
+        longer knows (it restarted and lost it) is started again under the same name.
         """
         done = []
-        for arn, (key, since) in list(self.started.items()):
-            outcome = describe_outcome(self.sfn, arn)
+        for arn, item in list(self.started.items()):
+            try:
+                outcome = describe_outcome(self.sfn, arn)
+            except self.sfn.exceptions.ExecutionDoesNotExist:
+                del self.started[arn]
+                self.start(item.obj, item.attempt)
+                self.restarted += 1
+                continue
             self.describe_calls += 1
             if outcome.status == "RUNNING":
-                if time.monotonic() - since <= self.timeout_s:
+                if time.monotonic() - item.since <= self.timeout_s:
                     break
                 outcome = ExecutionOutcome(
                     arn,
@@ -230,7 +222,7 @@ class _InFlight:
                     cause=f"still running after {self.timeout_s:.0f}s",
                 )
             del self.started[arn]
-            done.append((key, outcome))
+            done.append((item, outcome))
         return done
 
 
@@ -241,26 +233,88 @@ def _run_all(
     concurrency: int,
     progress: bool,
     on_result: Callable[[ImageResult], None] | None,
+    journal: Journal | None = None,
+    results: list[ImageResult] | None = None,
 ) -> list[ImageResult]:
-    """Keep ``concurrency`` executions in flight until every object has a result."""
-    from tqdm import tqdm
+    """Keep ``concurrency`` executions in flight until every object has a result.
 
-    results: list[ImageResult] = []
-    pending = list(objects)
-    with tqdm(
-        total=len(objects), desc="classify", unit="img", disable=not progress, file=sys.stderr
-    ) as bar:
+    Images the ``journal`` holds as classified or sent to review are reported from it; ones it
+    holds as failed run again (next attempt). ``results`` (if given) fills as images end, so
+    a caller still has them when this stops early.
+    """
+    results = [] if results is None else results
+    pending: list[tuple[Any, int]] = []
+    for obj in objects:
+        entry = journal.get(obj.bucket, obj.key, obj.etag) if journal else None
+        if entry is not None and entry.result.get("outcome") in FINAL_OUTCOMES:
+            results.append(ImageResult(**entry.result))
+        else:
+            pending.append((obj, entry.attempt + 1 if entry else 1))
+    pending.reverse()  # pop() from the end: start in listing order
+    bar = Progress(len(objects), "classify", progress)
+    bar.update(len(results))
+    try:
         while pending or flight.started:
             while pending and len(flight.started) < concurrency:
-                flight.start(pending.pop(0))
+                flight.start(*pending.pop())
             time.sleep(0.005)
-            for key, outcome in flight.ended():
-                result = interpret(key, outcome, classes)
+            for item, outcome in flight.ended():
+                result = interpret(item.obj.key, outcome, classes)
                 results.append(result)
+                if journal is not None:
+                    obj = item.obj
+                    entry = JournalEntry(
+                        obj.bucket, obj.key, obj.etag, result.__dict__, item.attempt
+                    )
+                    journal.append(entry)
                 if on_result:
                     on_result(result)
                 bar.update(1)
+    finally:
+        bar.close()
     return results
+
+
+def _sfn_gone() -> tuple[type[BaseException], ...]:
+    """The errors that mean the Step Functions server stopped answering."""
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    return (ConnectionError, HTTPClientError)
+
+
+def _run_resiliently(
+    flight: _InFlight,
+    objects: list[Any],
+    classes: list[str],
+    options: dict[str, Any],
+    journal: Journal,
+    results: list[ImageResult],
+) -> str | None:
+    """``_run_all`` riding out the sfn server being away for up to ``wait_s`` (executions it
+    lost are started again); return why it stopped early, or None when every image ended."""
+    gone_since: float | None = None
+    while True:
+        try:
+            done = {r.key for r in results} | {i.obj.key for i in flight.started.values()}
+            _run_all(
+                flight,
+                [o for o in objects if o.key not in done],
+                classes,
+                options["concurrency"],
+                options["progress"] and gone_since is None,
+                options["on_result"],
+                journal,
+                results,
+            )
+            return None
+        except KeyboardInterrupt:
+            return "interrupted (Ctrl-C)"
+        except _sfn_gone() as exc:
+            now = time.monotonic()
+            gone_since = gone_since or now
+            if now - gone_since > options["wait_s"]:
+                return f"the Step Functions server stopped answering ({type(exc).__name__})"
+            time.sleep(0.5)
 
 
 def classify(
@@ -272,16 +326,22 @@ def classify(
     progress: bool = True,
     rerun: bool = False,
     on_result: Callable[[ImageResult], None] | None = None,
+    wait_s: float = 30.0,
 ) -> ClassifyReport:
     """Run one execution per image under ``source`` (s3://bucket/prefix or a local folder).
 
     Each object version runs once: an execution that already exists for it (started by the
-    bridge or an earlier classify) is reported, not repeated, unless ``rerun`` is set.
+    bridge or an earlier classify) is reported, not repeated, and so is a result in the
+    journal of an earlier run (see the module docstring), unless ``rerun`` is set. When the
+    sfn server is away for longer than ``wait_s`` (or on Ctrl-C) the report comes back with
+    ``stopped`` set and the images that ended so far.
     """
     from botocore.exceptions import EndpointConnectionError
 
     from scones.twin import bridge
 
+    if concurrency < 1:
+        raise CommandError(f"concurrency must be at least 1, got {concurrency}")
     deployed = read_deployed(settings)
     config = bridge.read_config(settings)
     if config is None:
@@ -289,20 +349,42 @@ def classify(
     s3, sfn = twin_clients(settings, "s3", "stepfunctions")
     started_at = time.perf_counter()
     try:
-        bucket, prefix, skipped = _source_prefix(s3, deployed, source, progress)
+        bucket, prefix, skipped = source_prefix(s3, deployed, source, progress)
         objects = [o for o in bridge.list_objects(s3, bucket, prefix) if not o.key.endswith("/")]
-        if not objects:
-            raise CommandError(f"no objects under s3://{bucket}/{prefix}")
-        report = ClassifyReport(source=source, bucket=bucket, prefix=prefix, skipped_files=skipped)
-        classes = load_classes(settings, deployed["endpoint_name"])
-        run_config = _run_config(deployed, config, bucket, prefix)
-        flight = _InFlight(sfn, run_config, uuid.uuid4().hex[:8] if rerun else "", timeout_s)
-        report.results = _run_all(flight, objects, classes, concurrency, progress, on_result)
-        report.describe_calls = flight.describe_calls
     except EndpointConnectionError as exc:
         raise unreachable(exc, settings) from None
+    if not objects:
+        raise CommandError(f"no objects under s3://{bucket}/{prefix}")
+    report = ClassifyReport(source=source, bucket=bucket, prefix=prefix, skipped_files=skipped)
+    report.images = len(objects)
+    journal = Journal(journal_path(settings, bucket, prefix)).load()
+    if rerun:
+        journal.clear()
+    report.resumed = sum(
+        1
+        for o in objects
+        if (e := journal.get(o.bucket, o.key, o.etag)) and e.result.get("outcome") in FINAL_OUTCOMES
+    )
+    classes = load_classes(settings, deployed["endpoint_name"])
+    run_config = _run_config(deployed, config, bucket, prefix)
+    flight = _InFlight(sfn, run_config, uuid.uuid4().hex[:8] if rerun else "", timeout_s)
+    options = {
+        "concurrency": concurrency,
+        "progress": progress,
+        "on_result": on_result,
+        "wait_s": wait_s,
+    }
+    try:
+        report.stopped = _run_resiliently(
+            flight, objects, classes, options, journal, report.results
+        )
+    finally:
+        journal.close()
+    report.describe_calls = flight.describe_calls
+    report.started, report.restarted = flight.new, flight.restarted
     report.seconds = time.perf_counter() - started_at
-    _check_counts(report, len(objects))
+    if report.stopped is None:
+        _check_counts(report, len(objects))
     return report
 
 
@@ -310,5 +392,6 @@ def _check_counts(report: ClassifyReport, images: int) -> None:
     """Every image ended in exactly one row (else a ``CommandError``)."""
     counts = report.counts()
     ended = sum(counts["classified"].values()) + counts["review"] + sum(counts["failed"].values())
-    if ended != images or len(report.results) != images:
+    keys = {r.key for r in report.results}
+    if ended != images or len(report.results) != images or len(keys) != images:
         raise CommandError(f"count check failed: {images} images, {ended} outcomes")

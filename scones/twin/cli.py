@@ -17,6 +17,9 @@ from scones.twin.deploy import deploy_local
 from scones.twin.report import format_report, redact
 from scones.twin.workflow import error_message, invoke_local, run_execution
 
+#: ``scones classify``: it stopped before every image ended (run it again to resume).
+EXIT_INCOMPLETE = 3
+
 
 def _workflow_errors() -> ErrorTable:
     """The errors of deploy / invoke / run / classify a user can act on (exit 1, one line)."""
@@ -50,18 +53,39 @@ def _service_errors() -> ErrorTable:
 
 def _read_json_arg(value: str) -> Any:
     """JSON given inline, as a file path, or ``-`` for standard input."""
-    if value == "-":
-        text = sys.stdin.read()
-    elif value.lstrip().startswith(("{", "[", '"')) or not Path(value).exists():
-        text = value
-    else:
-        text = Path(value).read_text(encoding="utf-8")
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    try:
+        if value == "-":
+            text = sys.stdin.read()
+        elif value.lstrip().startswith(("{", "[", '"')) or not Path(value).exists():
+            text = value
+        else:
+            text = Path(value).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"{shown!r} is not a text file (JSON is UTF-8 text)") from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {shown!r}: {exc.strerror or exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(
-            f"not valid JSON (inline or a file path): {value!r}: {exc.msg}"
+            f"not valid JSON (inline or a file path): {shown!r}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise CommandError(f"JSON nested too deeply to read: {shown!r}") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit limit
+        raise CommandError(f"JSON value not readable: {shown!r}: {str(exc)[:120]}") from None
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _mib(n: int) -> str:
@@ -186,9 +210,17 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         progress=not args.json and sys.stderr.isatty() or args.progress,
         rerun=args.rerun,
+        wait_s=args.wait,
     )
     print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report))
-    return 0
+    if report.stopped:
+        print(
+            f"scones classify: stopped early: {report.stopped}; {report.unfinished} of "
+            f"{report.images} images did not end. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    return 0 if report.all_succeeded else EXIT_FAILED
 
 
 # --------------------------------------------------------------------------- registration
@@ -255,11 +287,24 @@ image ended: classified (per class name from the model's classes.json), sent to 
 (LowConfidenceError) or failed (with the error name). Every image ends in exactly one row.
 
 A local folder's images (.png .jpg .jpeg .gif .bmp .webp .tif .tiff .heic .heif; phone photos
-up to 25 MiB and 50 megapixels) are uploaded first under <incoming prefix><run-id>/ in the
-deployed bucket. The S3 bridge sees those uploads too; both start the execution under the same
-deterministic name, so each image runs exactly once.
-For an s3:// source, images that already ran (same key and ETag) report that execution's
-result; --rerun runs them again (e.g. after deploying a new model).
+up to 25 MiB and 50 megapixels) are uploaded first under <incoming prefix><name>-<hash>/ in
+the deployed bucket (the same prefix for every run of that folder; files already there with
+the same bytes are not uploaded again). The S3 bridge sees those uploads too; both start the
+execution under the same deterministic name, so each image runs exactly once.
+Images that already ran (same key and ETag) report that execution's result; --rerun runs
+them again (e.g. after deploying a new model).
+
+Resumable: each image that ends is written at once to a journal in $SCONES_HOME/classify/.
+Executions the sfn server lost when it restarted are started again. If the run stops early
+(the sfn server away for longer than --wait, Ctrl-C) it prints what ended and how many did
+not; the same command again skips images already classified or sent to review, follows
+executions still running, and runs failed ones again (as NAME-r2, ...).
+
+exit status:
+  0  every image was classified or sent to review (LowConfidenceError is the designed outcome)
+  1  at least one image failed (a named error, ClassifyTimeout), or an AWS/twin error
+  2  bad arguments or setup (no such folder, not deployed)
+  3  stopped early: the report covers what ended; run the same command again to resume
 """
 
 RAW_HELP = "print image_data too (default: its size)"
@@ -351,7 +396,17 @@ def _register_workflow(subparsers: Any) -> None:
     p = _parser(subparsers, "classify", help, CLASSIFY_HELP)
     p.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix or a local folder")
     p.add_argument(
-        "--concurrency", type=int, default=32, help="executions in flight (default: %(default)s)"
+        "--concurrency",
+        type=_positive_int,
+        default=32,
+        help="executions in flight, at least 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the sfn server to answer again before stopping early "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--timeout",

@@ -27,6 +27,17 @@ def format_report(report: ClassifyReport) -> str:
     )
     if report.skipped_files:
         lines.append(f"skipped {report.skipped_files} non-image file(s)")
+    runs = f"executions started {report.started}"
+    if report.restarted:
+        runs += f" ({report.restarted} again after the sfn server lost them)"
+    if report.resumed:
+        runs += f"; {report.resumed} image(s) already done in an earlier run"
+    lines.append(runs)
+    if report.stopped:
+        lines.append(
+            f"STOPPED EARLY ({report.stopped}): {report.unfinished} of {report.images} images "
+            "did not end; run the same command again to resume"
+        )
     failed = [r for r in report.results if r.outcome == "failed"][:5]
     for r in failed:
         lines.append(f"  failed {r.key}: {r.error}: {(r.cause or '')[:120]}")

@@ -89,6 +89,49 @@ def test_read_json_arg_forms(tmp_path: Path) -> None:
         cli._read_json_arg("{nope")
 
 
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_deep(5000).encode(), "nested too deeply"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "JSON value not readable"),
+        (b"\xff\xd8\xff\xe0 a JPEG, not JSON", "not a text file"),
+        (b"not json at all", "not valid JSON"),
+    ],
+)
+def test_hostile_json_inputs_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    """`scones run --input deep.json`, `--input image.jpg`, `scones invoke -e` with a
+    5,000-digit number printed tracebacks (issue 14): now one line, exit 2, before any call."""
+    path = tmp_path / "input.json"
+    path.write_bytes(content)
+    with pytest.raises(CommandError, match=message):
+        cli._read_json_arg(str(path))
+    for argv in (["run", "--input", str(path)], ["invoke", "SomeFunction", "-e", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and message in err, err
+    inline = '{"s3_key": ' + "9" * 5000 + "}"
+    assert main(["invoke", "SomeFunction", "-e", inline]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scones invoke: JSON value not readable: ") and len(err) < 300
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_classify_concurrency_below_one_is_refused_by_argparse(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--concurrency 0` hung (issue 14)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["classify", "s3://b/p/", "--concurrency", value])
+    assert exited.value.code == 2
+    assert "--concurrency" in capsys.readouterr().err
+
+
 def test_deploy_without_local_explains_aws(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deploy"]) == 0
     assert "sam deploy --guided" in capsys.readouterr().out
@@ -113,6 +156,9 @@ class FakeStepFunctions:
 
     class exceptions:  # noqa: N801 - the boto3 client's attribute name
         class ExecutionAlreadyExists(Exception):
+            pass
+
+        class ExecutionDoesNotExist(Exception):
             pass
 
     def __init__(self, script: dict[str, list[ExecutionOutcome]]) -> None:
@@ -280,3 +326,97 @@ def test_deploy_refuses_a_rule_pattern_the_bridge_cannot_match(
     err = capsys.readouterr().err
     assert err.startswith("scones deploy: UnsupportedPatternError: event pattern operator")
     assert not (tmp_path / "home" / "deployed.json").exists()
+
+
+class DyingStepFunctions(FakeStepFunctions):
+    """Answers ``alive_for`` DescribeExecution calls, then refuses connections (the sfn server
+    died); ``lost`` executions are unknown once (the server restarted and forgot them)."""
+
+    def __init__(self, script: dict[str, list[ExecutionOutcome]], alive_for: int = 10**9) -> None:
+        super().__init__(script)
+        self.alive_for, self.lost = alive_for, set[str]()
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803
+        from botocore.exceptions import EndpointConnectionError
+
+        self.alive_for -= 1
+        if self.alive_for < 0:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        if executionArn in self.lost:
+            self.lost.discard(executionArn)
+            raise self.exceptions.ExecutionDoesNotExist(executionArn)
+        return super().describe_execution(executionArn)
+
+
+def _script(keys: list[str]) -> dict[str, list[ExecutionOutcome]]:
+    ok = ExecutionOutcome("", "SUCCEEDED", {"label": 0, "confidence": 0.99})
+    bad = ExecutionOutcome("", "FAILED", None, "S3UnavailableError", "S3 did not answer")
+    return {k: [ExecutionOutcome("", "RUNNING"), bad if "bad" in k else ok] for k in keys}
+
+
+def test_classify_stops_early_with_what_ended_and_resumes_without_redoing(
+    tmp_path: Path,
+) -> None:
+    """The sfn server died mid-batch: the run reports what ended; the next run skips those,
+    runs the rest and the failed one again under -r2 (issue 14: it ran all 2,000 again)."""
+    from scones.twin.classify_journal import Journal
+
+    keys = [f"in/{i:02d}.png" for i in range(12)] + ["in/bad.png"]
+    objects = [_obj(k) for k in keys]
+    options = {"concurrency": 3, "progress": False, "on_result": None, "wait_s": 0.0}
+    journal = Journal(tmp_path / "journal.jsonl").load()
+    first = DyingStepFunctions(_script(keys), alive_for=12)
+    results: list[Any] = []
+    stopped = classify_module._run_resiliently(
+        _flight(first), objects, CLASSES, options, journal, results
+    )
+    journal.close()
+    assert stopped is not None and "stopped answering" in stopped
+    assert 0 < len(results) < len(keys)
+    ended = {r.key for r in results}
+
+    journal = Journal(tmp_path / "journal.jsonl").load()  # a new process: read from disk
+    assert set(k for _, k, _ in journal.entries) == ended
+    second = DyingStepFunctions(_script(keys))  # restarted: knows no execution
+    flight, again = _flight(second), []
+    assert (
+        classify_module._run_resiliently(flight, objects, CLASSES, options, journal, again) is None
+    )
+    assert sorted(r.key for r in again) == sorted(keys)  # each image once
+    started = {n.rsplit("-", 1)[0] if n.endswith("-r2") else n for n in second.names}
+    assert started == {bridge.execution_name(o) for o in objects if o.key not in ended}
+    assert flight.new == len(keys) - len(ended)
+
+    journal.close()
+    journal = Journal(tmp_path / "journal.jsonl").load()
+    third = DyingStepFunctions(_script(keys))
+    again = []
+    classify_module._run_resiliently(_flight(third), objects, CLASSES, options, journal, again)
+    attempt = 3 if "in/bad.png" in ended else 2  # only the failed image runs again
+    assert third.names == [f"{bridge.execution_name(_obj('in/bad.png'))}-r{attempt}"]
+
+
+def test_executions_the_restarted_server_lost_are_started_again() -> None:
+    keys = ["in/a.png", "in/b.png"]
+    sfn = DyingStepFunctions(_script(keys))
+    flight = _flight(sfn)
+    objects = [_obj(k) for k in keys]
+    flight.start(objects[0])
+    sfn.lost.add(next(iter(flight.started)))
+    results = classify_module._run_all(flight, objects[1:], CLASSES, 4, False, None)
+    while flight.started:
+        results += [classify_module.interpret(i.obj.key, o, CLASSES) for i, o in flight.ended()]
+    assert sorted(r.key for r in results) == keys and flight.restarted == 1
+    assert sfn.names.count(bridge.execution_name(objects[0])) == 2  # the same name again
+
+
+def test_progress_in_a_log_is_a_few_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a line per step in non-interactive logs (issue 14)."""
+    from scones.twin.classify_source import Progress
+
+    bar = Progress(2000, "classify", enabled=True)  # stderr is captured: not a terminal
+    for _ in range(2000):
+        bar.update(1)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"classify: {n}/2000 images" for n in (500, 1000, 1500, 2000)]
