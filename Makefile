@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 SCONES := $(BIN)/scones
 SAM_VERSION := 1.170.0
 SAM_VENV := $(VENV)/sam
+SDK2_VENV := $(VENV)/sdk2
+SDK3_VENV := $(VENV)/sdk3
 STATE := .scones
 
 # The demo's CIFAR-100 archive: $CIFAR100_ARCHIVE when set; the shared subset beside this
@@ -26,7 +28,7 @@ EPOCHS ?=
 PYTEST_ARGS ?=
 NOTEBOOK_PORT ?= 8888
 
-.PHONY: help install install-sam format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html
+.PHONY: help install install-sam install-sdk format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +49,20 @@ $(SAM_VENV)/bin/sam:
 install: $(VENV)/.installed ## Create .venv and install scones with training, dev and notebook tools
 
 install-sam: $(SAM_VENV)/bin/sam $(SAM_VENV)/wheels/.fetched ## Install the AWS SAM CLI into its own venv (.venv/sam)
+
+# The SageMaker Python SDK as a user installs it, v2 (sagemaker) and v3 (sagemaker-core, where
+# Endpoint.get lives), each in its own venv: tests/stack/test_sagemaker_sdk.py runs them
+$(SDK2_VENV)/.installed:
+	$(PYTHON) -m venv $(SDK2_VENV)
+	$(SDK2_VENV)/bin/pip install -q 'sagemaker==2.257.7'
+	touch $@
+
+$(SDK3_VENV)/.installed:
+	$(PYTHON) -m venv $(SDK3_VENV)
+	$(SDK3_VENV)/bin/pip install -q 'sagemaker-core==2.27.0'
+	touch $@
+
+install-sdk: $(SDK2_VENV)/.installed $(SDK3_VENV)/.installed ## Install the SageMaker Python SDK v2 and v3 into their own venvs (.venv/sdk2, .venv/sdk3)
 
 # SerializeImage's requirements.txt as wheels for python3.13 (the template's runtime) on arm64
 # (what sam build packages) and x86_64 (its first pip pass), so the sam build test runs offline
@@ -69,7 +85,7 @@ types: install ## Type-check
 
 check: lint types ## Format check, lint and types
 
-test: install install-sam check ## Run format check, lint, types and all tests (unit, offline stack)
+test: install install-sam install-sdk check ## Run format check, lint, types and all tests (unit, offline stack)
 	SAM_CLI_TELEMETRY=0 SCONES_SAM=$(abspath $(SAM_VENV))/bin/sam $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the unit tests only

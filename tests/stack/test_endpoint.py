@@ -183,10 +183,77 @@ def test_body_over_6_mb_is_refused(runtime: Any, endpoint: str) -> None:
         runtime.invoke_endpoint(
             EndpointName=endpoint, ContentType="image/png", Body=b"\0" * (6 * 1024 * 1024 + 1)
         )
-    code, status, _ = _error(exc)
-    assert (code, status) == ("ValidationError", 413)
+    code, status, response = _error(exc)
+    assert (code, status) == ("413", 413)  # as AWS answers: no error type, a text body
+    assert response["Error"]["Message"] == "HTTP content length exceeded 6291456 bytes."
+    assert response["ResponseMetadata"]["RetryAttempts"] == 0
     # the connection and server are fine afterwards
     runtime.invoke_endpoint(EndpointName=endpoint, ContentType="image/png", Body=png())
+
+
+def test_model_error_log_stream_names_the_twin_region(
+    runtime: Any, endpoint: str, twin_settings: Settings
+) -> None:
+    with pytest.raises(ClientError) as exc:
+        runtime.invoke_endpoint(EndpointName=endpoint, ContentType="image/png", Body=b"junk")
+    assert _error(exc)[2]["LogStreamArn"] == (
+        f"arn:aws:logs:{twin_settings.region}:123456789012:log-group:"
+        f"/aws/sagemaker/Endpoints/{endpoint}"
+    )
+
+
+def _wait_for_object(s3: Any, uri: str, timeout: float = 15.0) -> bytes | None:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
+        except ClientError:
+            time.sleep(0.2)
+    return None
+
+
+def test_invoke_endpoint_async_reads_s3_and_writes_s3(
+    runtime: Any, s3: Any, endpoint: str, twin_bucket: str
+) -> None:
+    """InvokeEndpointAsync: 202 at once, the answer where OutputLocation says, the same
+    probabilities as InvokeEndpoint; a bad input's error where FailureLocation says."""
+    image = png((10, 220, 90))
+    s3.put_object(Bucket=twin_bucket, Key="async-in/good.png", Body=image)
+    s3.put_object(Bucket=twin_bucket, Key="async-in/bad.png", Body=b"not an image")
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=endpoint,
+        ContentType="image/png",
+        InputLocation=f"s3://{twin_bucket}/async-in/good.png",
+        InferenceId="async-good",
+    )
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert answer["InferenceId"] == "async-good"
+    assert answer["OutputLocation"] == f"s3://{twin_bucket}/async-output/{endpoint}/async-good.out"
+    output = _wait_for_object(s3, answer["OutputLocation"])
+    assert output is not None, "no async output after 15 s"
+    sync = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="image/png", Body=image)
+    assert json.loads(output) == pytest.approx(json.loads(sync["Body"].read()))
+    deadline = time.monotonic() + 15  # captured as an InvokeEndpoint call is
+    captured: list[dict[str, Any]] = []
+    while not captured and time.monotonic() < deadline:
+        records = _capture_objects(s3, twin_bucket, f"data_capture/{endpoint}/", 10**6, 0.1)
+        captured = [
+            r["record"]
+            for r in records
+            if r["record"]["eventMetadata"].get("inferenceId") == "async-good"
+        ]
+    assert captured, "the async invocation was not captured"
+    assert captured[0]["captureData"]["endpointInput"]["data"] == base64.b64encode(image).decode()
+    bad = runtime.invoke_endpoint_async(
+        EndpointName=endpoint,
+        ContentType="image/png",
+        InputLocation=f"s3://{twin_bucket}/async-in/bad.png",
+    )
+    error = _wait_for_object(s3, bad["FailureLocation"])
+    assert error is not None and b"InvalidImageError" in error
+    assert _wait_for_object(s3, bad["OutputLocation"], timeout=0.5) is None
 
 
 def test_large_image_within_limit_is_served(runtime: Any, endpoint: str) -> None:
