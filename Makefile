@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 SCONES := $(BIN)/scones
 SAM_VERSION := 1.170.0
 SAM_VENV := $(VENV)/sam
+AWSCLI_VERSION := 1.46.3
+AWSCLI_VENV := $(VENV)/awscli
 SDK2_VENV := $(VENV)/sdk2
 SDK3_VENV := $(VENV)/sdk3
 STATE := .scones
@@ -28,7 +30,7 @@ EPOCHS ?=
 PYTEST_ARGS ?=
 NOTEBOOK_PORT ?= 8888
 
-.PHONY: help install install-sam install-sdk format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html
+.PHONY: help install install-sam install-sdk format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html install-awscli
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +49,13 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_VERSION)
 
 install: $(VENV)/.installed ## Create .venv and install scones with training, dev and notebook tools
+
+$(AWSCLI_VENV)/bin/aws:
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install -q --upgrade pip
+	$(AWSCLI_VENV)/bin/pip install -q awscli==$(AWSCLI_VERSION)
+
+install-awscli: $(AWSCLI_VENV)/bin/aws ## Install the AWS CLI into its own venv (.venv/awscli) for tests/awscli
 
 install-sam: $(SAM_VENV)/bin/sam $(SAM_VENV)/wheels/.fetched ## Install the AWS SAM CLI into its own venv (.venv/sam)
 
@@ -85,8 +94,9 @@ types: install ## Type-check
 
 check: lint types ## Format check, lint and types
 
-test: install install-sam install-sdk check ## Run format check, lint, types and all tests (unit, offline stack)
-	SAM_CLI_TELEMETRY=0 SCONES_SAM=$(abspath $(SAM_VENV))/bin/sam $(BIN)/pytest $(PYTEST_ARGS)
+test: install install-sam install-sdk install-awscli check ## Run format check, lint, types and all tests (unit, offline stack)
+	SAM_CLI_TELEMETRY=0 SCONES_SAM=$(abspath $(SAM_VENV))/bin/sam \
+	  SCONES_AWSCLI=$(abspath $(AWSCLI_VENV))/bin/aws $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the unit tests only
 	$(BIN)/pytest -m "not stack and not slow" $(PYTEST_ARGS)

@@ -31,6 +31,7 @@ def twin_clients(settings: Settings, *services: str, moto_url: str | None = None
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=64,
         s3={"addressing_style": "path"},
+        inject_host_prefix=False,  # StartSyncExecution / TestState: no sync-127.0.0.1 host
     )
     return [
         session.client(

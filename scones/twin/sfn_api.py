@@ -147,9 +147,9 @@ def start_execution(self: Any) -> ActionResult:
     """StartExecution; a nameless start gets a UUID name, as on AWS (moto names it None)."""
     arn = self._get_param("stateMachineArn")
     name = self._get_param("name") or str(uuid.uuid4())
-    execution = self.stepfunction_backend.start_execution(
-        arn, name, self._get_param("input", if_none="{}")
-    )
+    execution_input = self._get_param("input", if_none="{}")
+    _check_json(execution_input, "input")  # moto's own check answers an empty error code
+    execution = self.stepfunction_backend.start_execution(arn, name, execution_input)
     return ActionResult(
         {"executionArn": execution.execution_arn, "startDate": execution.start_date}
     )
@@ -205,7 +205,7 @@ def _check_json(text: str, field: str) -> None:
 
     try:
         json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise InvalidExecutionInput(f"Invalid State Machine Execution Input: '{exc}'") from None
 
 
@@ -246,6 +246,20 @@ def _state_definition(definition: str, state_name: str | None) -> str:
         ) from None
 
 
+def _ending(definition: str) -> tuple[str, str | None]:
+    """The state made terminal, and the ``Next`` it had (moto's TestState only ends at an
+    ``End`` or a Choice; AWS answers ``nextState`` for any state with ``Next``)."""
+    try:
+        state = json.loads(definition)
+    except ValueError:
+        return definition, None
+    if not isinstance(state, dict) or state.get("Type") == "Choice" or "Next" not in state:
+        return definition, None
+    following = state.pop("Next")
+    state["End"] = True
+    return json.dumps(state), str(following)
+
+
 def test_state(self: Any) -> ActionResult:
     """TestState: run one state (Task, Pass, Wait, Choice, Succeed, Fail) with its input."""
     from moto.stepfunctions.parser.asl.static_analyser.test_state.test_state_analyser import (
@@ -256,7 +270,9 @@ def test_state(self: Any) -> ActionResult:
 
     if self._get_param("mock"):
         raise SfnValidationException("the offline twin does not implement TestState's mock")
-    definition = _state_definition(self._get_param("definition"), self._get_param("stateName"))
+    definition, next_state = _ending(
+        _state_definition(self._get_param("definition"), self._get_param("stateName"))
+    )
     try:
         TestStateStaticAnalyser().analyse(definition)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's definition
@@ -287,6 +303,8 @@ def test_state(self: Any) -> ActionResult:
     level = self._get_param("inspectionLevel") or "INFO"
     output = dict(execution.to_test_state_output(inspection_level=level))  # type: ignore[arg-type]
     output["status"] = str(getattr(output.get("status"), "value", output.get("status")))
+    if next_state and output["status"] == "SUCCEEDED":
+        output["nextState"] = next_state
     if level == "INFO":
         output.pop("inspectionData", None)
     return ActionResult(output)
