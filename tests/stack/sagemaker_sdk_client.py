@@ -1,6 +1,6 @@
 """Run by a SageMaker Python SDK venv (``make install-sdk``), not by pytest: a new user's endpoint
 lookup and invocation against the twin, with every connection that would leave the machine
-refused and recorded. ``python sagemaker_sdk_client.py v2|v3 ENDPOINT PNG_FILE`` prints one JSON
+refused and recorded. ``python sagemaker_sdk_client.py v2|v3 ENDPOINT PNG_FILE BUCKET`` prints one JSON
 object after ``SDK-RESULT ``: what the SDK answered, the seconds each step took, and ``outbound`` (hosts it tried to
 reach; must be empty). The environment is ``scones env``'s (the test passes it)."""
 
@@ -41,11 +41,14 @@ socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignmen
 socket.getaddrinfo = _guarded_getaddrinfo
 
 
-def v2(endpoint: str, image: bytes) -> dict[str, Any]:
-    """SDK v2: ``Session.wait_for_endpoint``, ``Predictor`` lookups and ``predict``."""
+def v2(endpoint: str, image: bytes, bucket: str) -> dict[str, Any]:
+    """SDK v2: ``Session.wait_for_endpoint``, ``Predictor`` lookups and ``predict``, and
+    ``AsyncPredictor.predict`` (InvokeEndpointAsync, then the SDK polls S3 for the output)."""
     import sagemaker
+    from sagemaker.async_inference import WaiterConfig
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.predictor import Predictor
+    from sagemaker.predictor_async import AsyncPredictor
     from sagemaker.serializers import IdentitySerializer
 
     steps: dict[str, float] = {}
@@ -65,7 +68,16 @@ def v2(endpoint: str, image: bytes) -> dict[str, Any]:
     start = time.monotonic()
     probabilities = predictor.predict(image)
     steps["predict"] = time.monotonic() - start
+    start = time.monotonic()
+    session.boto_session.client("s3").put_object(Bucket=bucket, Key="sdk-in/image.png", Body=image)
+    later = AsyncPredictor(predictor).predict(
+        input_path=f"s3://{bucket}/sdk-in/image.png",
+        initial_args={"ContentType": "image/png"},
+        waiter_config=WaiterConfig(max_attempts=60, delay=0.5),
+    )
+    steps["predict_async"] = time.monotonic() - start
     return {
+        "async_probabilities": later,
         "version": sagemaker.__version__,
         "status": description["EndpointStatus"],
         "capture": description.get("DataCaptureConfig", {}).get("DestinationS3Uri"),
@@ -75,7 +87,7 @@ def v2(endpoint: str, image: bytes) -> dict[str, Any]:
     }
 
 
-def v3(endpoint: str, image: bytes) -> dict[str, Any]:
+def v3(endpoint: str, image: bytes, bucket: str) -> dict[str, Any]:
     """SDK v3 (``sagemaker-core``): ``Endpoint.get``, its config and model, ``invoke``."""
     from importlib.metadata import version
 
@@ -102,11 +114,11 @@ def v3(endpoint: str, image: bytes) -> dict[str, Any]:
 
 def main() -> int:
     """Run one SDK's check; print the JSON result (with ``error`` when the SDK raised)."""
-    kind, endpoint, image_path = sys.argv[1:4]
+    kind, endpoint, image_path, bucket = sys.argv[1:5]
     with open(image_path, "rb") as f:
         image = f.read()
     try:
-        result = {"v2": v2, "v3": v3}[kind](endpoint, image)
+        result = {"v2": v2, "v3": v3}[kind](endpoint, image, bucket)
     except Exception as exc:  # reported to the test, which shows it
         result = {"error": f"{type(exc).__name__}: {exc}"}
     result["outbound"] = sorted(set(outbound))

@@ -83,13 +83,13 @@ def test_boto3_gets_a_json_error_without_retries_for_the_rest(sm: Any, endpoint:
 
 
 def _sdk(
-    kind: str, endpoint: str, image: Path, env: dict[str, str] | None = None
+    kind: str, endpoint: str, image: Path, bucket: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     python = SDK_PYTHON[kind]
     if not Path(python).exists():
         pytest.fail(f"the SageMaker SDK {kind} venv is missing ({python}): run make install-sdk")
     done = subprocess.run(
-        [python, str(CLIENT), kind, endpoint, str(image)],
+        [python, str(CLIENT), kind, endpoint, str(image), bucket],
         capture_output=True,
         text=True,
         timeout=120,
@@ -115,7 +115,7 @@ def test_the_sagemaker_sdk_looks_up_and_invokes_the_endpoint(
         ]
         .read()
     )
-    result = _sdk(kind, endpoint, image)
+    result = _sdk(kind, endpoint, image, twin_bucket)
     print(f"SageMaker SDK {kind} {result.get('version')}: seconds {result.get('seconds')}")
     assert "error" not in result, result
     assert result["outbound"] == []  # nothing tried to leave the machine
@@ -123,14 +123,18 @@ def test_the_sagemaker_sdk_looks_up_and_invokes_the_endpoint(
     assert result["capture"] == f"s3://{twin_bucket}/sdk_capture"
     assert result["models"] == [endpoint]
     assert result["probabilities"] == pytest.approx(expected)
+    if kind == "v2":  # AsyncPredictor: InvokeEndpointAsync, then the SDK's own S3 polling
+        assert result["async_probabilities"] == pytest.approx(expected)
 
 
-def test_the_guard_sees_a_call_that_would_leave(endpoint: str, tmp_path: Path) -> None:
+def test_the_guard_sees_a_call_that_would_leave(
+    endpoint: str, twin_bucket: str, tmp_path: Path
+) -> None:
     """The same lookup without the twin's endpoint URLs goes for AWS: the guard must see it."""
     image = tmp_path / "image.png"
     image.write_bytes(png())
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env["AWS_MAX_ATTEMPTS"] = "1"  # one refused try is enough
-    result = _sdk("v3", endpoint, image, env)
+    result = _sdk("v3", endpoint, image, twin_bucket, env)
     assert "error" in result
     assert any(host.endswith("amazonaws.com") for host in result["outbound"]), result
