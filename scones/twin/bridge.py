@@ -11,8 +11,15 @@ an ``InputTemplate`` would break, see there) is logged and skipped, as AWS would
 rule's dead-letter queue; it does not hold up the others.
 
 Each object (bucket, key, ETag) is started once: what was seen is kept in
-``$SCONES_HOME/bridge/seen.txt``, and objects older than the deployment are not started (on AWS
-a rule only sees uploads made after it exists). Execution names are deterministic
+``$SCONES_HOME/bridge/seen.txt`` (one JSON array per line, so a key may hold any character,
+newlines included), and objects older than the deployment are not started (on AWS a rule only
+sees uploads made after it exists).
+
+The bridge follows new objects instead of listing the whole prefix every second: each second it
+lists only the keys after the greatest key seen (``StartAfter``: new uploads whose names sort
+last, as time-stamped names and ``scones classify``'s uploads mostly do), and the whole prefix
+only as often as keeps that listing under ``FULL_LISTING_CPU_SHARE`` of one core (at least
+every ``interval``, at most every ``FULL_LISTING_MAX_S`` seconds), which finds the others. Execution names are deterministic
 (``execution_name``) and the event is built from the object's listing alone, so ``scones
 classify`` starts the very same execution with the same name and input: whoever comes first
 starts it, the other gets the existing execution (Step Functions' name idempotency), and no
@@ -25,9 +32,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +58,11 @@ LOG = logging.getLogger("scones.twin.bridge")
 
 CONFIG_FILE = "config.json"
 SEEN_FILE = "seen.txt"
+#: Share of one core the full listings of the prefix may take, on average.
+FULL_LISTING_CPU_SHARE = 0.05
+#: Longest time between two full listings (an upload whose key sorts before the greatest key
+#: seen waits at most this long).
+FULL_LISTING_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -144,10 +158,13 @@ def start_for_object(
     return None, False
 
 
-def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[S3Object]:
-    """Every object under ``prefix`` (paginated)."""
+def list_objects(
+    s3: Any, bucket: str, prefix: str, start_after: str | None = None
+) -> Iterator[S3Object]:
+    """Every object under ``prefix`` (paginated); only keys after ``start_after`` if given."""
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **extra):
         for item in page.get("Contents", []):
             yield S3Object(
                 bucket=bucket,
@@ -161,8 +178,28 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[S3Object]:
 # --------------------------------------------------------------------------- the thread
 
 
-def _identity(obj: S3Object) -> str:
-    return f"{obj.bucket}\t{obj.key}\t{obj.etag}"
+Identity = tuple[str, str, str]
+
+
+def _identity(obj: S3Object) -> Identity:
+    return (obj.bucket, obj.key, obj.etag)
+
+
+def _seen_line(identity: Identity) -> str:
+    """One line of ``seen.txt``: a JSON array, so any key (newlines included) stays one line."""
+    return json.dumps(list(identity), ensure_ascii=True)
+
+
+def _parse_seen(line: str) -> Identity | None:
+    """A ``seen.txt`` line: a JSON array, or the tab-separated form of earlier versions."""
+    if line.startswith("["):
+        try:
+            bucket, key, etag = json.loads(line)
+            return (str(bucket), str(key), str(etag))
+        except (ValueError, TypeError):
+            return None  # a line cut short by a crash: the object is looked at again
+    parts = line.split("\t")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
 class Bridge:
@@ -174,9 +211,13 @@ class Bridge:
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._seen: set[str] = set()
+        self._seen: set[Identity] = set()
         self._seen_loaded = False
+        self._last_key: str | None = None  # the greatest key listed so far
+        self._last_full = -math.inf  # monotonic time of the last full listing
+        self.full_every_s = interval_s  # grows with the cost of a full listing
         self.started = 0
+        self.full_listings = 0
 
     def start(self) -> None:
         """Start polling in a daemon thread."""
@@ -198,52 +239,74 @@ class Bridge:
     def _load_seen(self) -> None:
         path = bridge_dir(self._settings) / SEEN_FILE
         with contextlib.suppress(FileNotFoundError):
-            self._seen.update(
-                line for line in path.read_text(encoding="utf-8").splitlines() if line
-            )
+            for line in path.read_text(encoding="utf-8").splitlines():
+                identity = _parse_seen(line) if line else None
+                if identity is not None:
+                    self._seen.add(identity)
         self._seen_loaded = True
 
-    def _remember(self, identities: Iterable[str]) -> None:
+    def _remember(self, identities: Iterable[Identity]) -> None:
         items = [i for i in identities if i not in self._seen]
         if not items:
             return
         folder = bridge_dir(self._settings)
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / SEEN_FILE).open("a", encoding="utf-8") as handle:
-            handle.write("".join(i + "\n" for i in items))
+            handle.write("".join(_seen_line(i) + "\n" for i in items))
         self._seen.update(items)
 
-    def poll_once(self, s3: Any, sfn: Any) -> int:
-        """One pass over the incoming prefix; return how many executions were started."""
+    def full_listing_due(self) -> bool:
+        """Whether the next poll should list the whole prefix (see the module docstring)."""
+        return self._last_key is None or time.monotonic() - self._last_full >= self.full_every_s
+
+    def poll_once(self, s3: Any, sfn: Any, full: bool = True) -> int:
+        """One pass over the incoming prefix (``full``), or over the keys after the greatest
+        key seen; return how many executions were started."""
         config = read_config(self._settings)
         if config is None or not config.rules:
             return 0
         if not self._seen_loaded:
             self._load_seen()
+        full = full or self._last_key is None
+        cpu = time.thread_time()
         started = 0
-        for obj in list_objects(s3, config.bucket, config.prefix):
-            identity = _identity(obj)
-            if identity in self._seen:
-                continue
-            if obj.last_modified >= config.since:
-                try:
-                    arn, new = start_for_object(sfn, config, obj)
-                except InvalidInputTransformError as exc:  # AWS: the dead-letter queue
-                    LOG.error("bridge: s3://%s/%s not started: %s", obj.bucket, obj.key, exc)
-                    arn, new = None, False
-                if new:
-                    started += 1
-                    LOG.info("bridge: s3://%s/%s -> %s", obj.bucket, obj.key, arn)
-            self._remember([identity])
+        after = None if full else self._last_key
+        for obj in list_objects(s3, config.bucket, config.prefix, start_after=after):
+            if self._last_key is None or obj.key > self._last_key:
+                self._last_key = obj.key
+            started += self._consider(sfn, config, obj)
+        if full:
+            cost = time.thread_time() - cpu
+            self._last_full = time.monotonic()
+            self.full_listings += 1
+            share = cost / FULL_LISTING_CPU_SHARE
+            self.full_every_s = min(FULL_LISTING_MAX_S, max(self._interval, share))
         self.started += started
         return started
+
+    def _consider(self, sfn: Any, config: BridgeConfig, obj: S3Object) -> int:
+        """Start ``obj``'s execution when it is new and uploaded after the deployment."""
+        identity = _identity(obj)
+        if identity in self._seen:
+            return 0
+        new = False
+        if obj.last_modified >= config.since:
+            try:
+                arn, new = start_for_object(sfn, config, obj)
+            except InvalidInputTransformError as exc:  # AWS: the dead-letter queue
+                LOG.error("bridge: s3://%s/%s not started: %s", obj.bucket, obj.key, exc)
+                arn = None
+            if new:
+                LOG.info("bridge: s3://%s/%s -> %s", obj.bucket, obj.key, arn)
+        self._remember([identity])
+        return int(new)
 
     def _run(self) -> None:
         s3, sfn = self._clients()
         failures = 0
         while not self._stop.is_set():
             try:
-                self.poll_once(s3, sfn)
+                self.poll_once(s3, sfn, full=self.full_listing_due())
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - S3 not up yet, bucket gone: keep polling
                 failures += 1

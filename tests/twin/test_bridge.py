@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from scones.settings import Settings
 from scones.twin import bridge
 from scones.twin.template import read_app
 
@@ -258,3 +259,64 @@ def test_bridge_polls_starts_once_and_remembers(
     # classify's start for the same object finds the bridge's execution instead of a second one
     found, new = bridge.start_for_object(sfn, bridge.read_config(settings), obj)  # type: ignore[arg-type]
     assert (found, new) == (arn, False)
+
+
+def test_seen_txt_keeps_any_key_on_one_line(tmp_path: Path) -> None:
+    """A newline in a key split its seen.txt line in two (issue 14): lines are JSON arrays
+    now, and the tab-separated lines of earlier versions are still read."""
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home")
+    odd = ("b", "incoming/two\nlines\tand tab.png", "etag1")
+    first = bridge.Bridge(settings, moto_url="http://127.0.0.1:1")
+    first._remember([odd])
+    path = bridge.bridge_dir(settings) / bridge.SEEN_FILE
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("b\tincoming/old.png\tetag0\n")  # an earlier version's line
+        handle.write('["b", "incoming/cut')  # a line cut short by a crash
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 3
+    again = bridge.Bridge(settings, moto_url="http://127.0.0.1:1")
+    again._load_seen()
+    assert again._seen == {odd, ("b", "incoming/old.png", "etag0")}
+
+
+def test_bridge_follows_new_keys_and_lists_the_prefix_rarely(
+    moto_server: Any, tmp_path: Path
+) -> None:
+    """Each poll lists only the keys after the greatest seen (StartAfter); the whole prefix is
+    listed when due, at most FULL_LISTING_CPU_SHARE of a core (issue 14: 50 % of a core with
+    16,000 objects listed every second)."""
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home")
+    kw = {
+        "endpoint_url": moto_server.url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": settings.access_key_id,
+        "aws_secret_access_key": settings.secret_access_key,
+    }
+    s3 = boto3.client("s3", **kw)
+    calls: list[dict[str, Any]] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(dict(params))
+    )
+    bucket = f"follow-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    for i in range(30):
+        s3.put_object(Bucket=bucket, Key=f"in/{i:03d}.png", Body=b"x")
+    never = datetime.now(tz=UTC) + timedelta(days=1)  # nothing is started: sfn is not used
+    rules = [{"name": "r", "pattern": {}}]
+    bridge.write_config(
+        settings, bridge.BridgeConfig(bucket, "in/", "arn", "us-east-1", rules, never)
+    )
+    follower = bridge.Bridge(settings, moto_url=moto_server.url)
+    assert follower.full_listing_due()  # nothing seen yet
+    follower.poll_once(s3, None, full=False)  # the first pass lists everything anyway
+    assert "StartAfter" not in calls[-1]
+    assert len(follower._seen) == 30 and follower.full_listings == 1
+    assert follower.full_every_s >= 1.0 and not follower.full_listing_due()
+    s3.put_object(Bucket=bucket, Key="in/100.png", Body=b"y")
+    s3.put_object(Bucket=bucket, Key="in/000-early.png", Body=b"z")  # sorts before the last
+    follower.poll_once(s3, None, full=False)
+    assert calls[-1]["StartAfter"] == "in/029.png" and follower.full_listings == 1
+    assert (bucket, "in/100.png") in {i[:2] for i in follower._seen}
+    assert (bucket, "in/000-early.png") not in {i[:2] for i in follower._seen}
+    follower.poll_once(s3, None, full=True)  # the next full listing finds it
+    assert (bucket, "in/000-early.png") in {i[:2] for i in follower._seen}
+    assert follower.full_listings == 2
