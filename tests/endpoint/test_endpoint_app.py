@@ -227,6 +227,9 @@ def test_unknown_endpoint_route_and_method(app: es.EndpointServer) -> None:
     assert status == 405
     status, headers, _ = asyncio.run(call(app, "GET", "/nowhere"))
     assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException")
+    stream = "/endpoints/ep/invocations-response-stream"  # InvokeEndpointWithResponseStream
+    status, headers, _ = asyncio.run(call(app, "POST", stream, b"1"))
+    assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException")
 
 
 def test_body_limit_counts_every_chunk(app: es.EndpointServer) -> None:
