@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sam_helpers import image_bytes, load_handler
+from sam_helpers import FUNCTIONS, PROJECT, image_bytes, load_handler
 
+from scones.twin import lambda_runtime
 from scones.twin.lambda_runtime import LambdaContext
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under mutmut (``make mutation``), import the functions under their paths' module names.
+
+    mutmut's trampolines switch a mutant on by its function's ``__module__``, the file's path
+    with dots (``functions.classify_image.app``), while the twin imports each ``app.py`` under a
+    name unique to its absolute path and the layer as ``scones_common``. Only the names change:
+    the code, the layer on ``sys.path`` and every test stay as they are; the layer keeps its
+    name (and its errors theirs) for the tests that check it (docs/testing.md).
+    """
+    if "MUTANT_UNDER_TEST" not in os.environ or getattr(lambda_runtime, "_by_path", False):
+        return
+    common = FUNCTIONS / "common" / "scones_common.py"
+    name = "functions.common.scones_common"
+    spec = importlib.util.spec_from_file_location(name, common)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = sys.modules["scones_common"] = module  # what `from scones_common` finds
+    spec.loader.exec_module(module)  # its functions now carry the path's name
+    module.__name__ = "scones_common"
+    for value in vars(module).values():
+        if isinstance(value, type) and value.__module__ == name:
+            value.__module__ = "scones_common"
+    twin_name = lambda_runtime._module_name
+
+    def path_name(path: Path) -> str:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(PROJECT):
+            return twin_name(path)
+        return ".".join(resolved.relative_to(PROJECT).with_suffix("").parts)
+
+    lambda_runtime._module_name = path_name  # type: ignore[assignment]
+    lambda_runtime._by_path = True  # type: ignore[attr-defined]
 
 
 def _cold(folder: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

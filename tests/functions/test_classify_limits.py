@@ -1,0 +1,484 @@
+"""ClassifyImageFunction at its limits: the 6 MiB request, base64 with stray characters, every
+retryable error code and status, the retry plan's pauses, the client's settings, the messages
+a user reads and the log fields operations count on (what ``make mutation`` found untested;
+docs/testing.md). botocore's Stubber and in-process fake clients: no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from scones.twin.lambda_runtime import LambdaContext
+
+ENDPOINT = "scones-image-classifier"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def runtime(aws_env: None) -> Any:
+    return boto3.client("sagemaker-runtime", region_name="us-east-1")
+
+
+def answer(stub: Stubber, body: bytes, image: bytes | None = None) -> None:
+    """Queue one InvokeEndpoint answer (the request checked when ``image`` is given)."""
+    expected = None
+    if image is not None:
+        expected = {
+            "EndpointName": ENDPOINT,
+            "ContentType": "image/png",
+            "Accept": "application/json",
+            "Body": image,
+        }
+    stub.add_response(
+        "invoke_endpoint",
+        {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"},
+        expected,
+    )
+
+
+# ------------------------------------------------------------------------------ the event
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "iVBO!Rw0KGgo=",  # a stray character inside
+        "iVBORw0KGgo=\n",  # a trailing newline
+        "iVBORw0K Ggo=",  # a space
+        "iVBORw0KGgo",  # padding missing
+        "iVBORw0KGgo=x",  # data after the padding
+    ],
+)
+def test_base64_with_stray_characters_is_refused(classify: ModuleType, text: str) -> None:
+    with pytest.raises(classify.InvalidEventError) as caught:
+        classify.decode_image({"image_data": text})
+    assert str(caught.value) == "image_data is not valid base64"
+
+
+def test_strict_base64_decodes(classify: ModuleType) -> None:
+    assert classify.decode_image({"image_data": "iVBORw0KGgo="}) == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "event must be a JSON object, got list"),
+        ({"s3_key": "k"}, "event is missing image_data (run SerializeImage first)"),
+        ({"image_data": " "}, "image_data must be a non-empty base64 string"),
+        ({"image_data": None}, "image_data must be a non-empty base64 string"),
+    ],
+)
+def test_event_messages(classify: ModuleType, event: Any, message: str) -> None:
+    with pytest.raises(classify.InvalidEventError) as caught:
+        classify.decode_image(event)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("event", "environ", "expected"),
+    [
+        ({}, {"ENDPOINT_NAME": "from-env"}, "from-env"),
+        ({}, {"ENDPOINT_NAME": "  padded  "}, "padded"),
+        ({"endpoint_name": None}, {"ENDPOINT_NAME": "from-env"}, "from-env"),
+        ({"endpoint_name": "from-event"}, {"ENDPOINT_NAME": "from-env"}, "from-event"),
+        ({"endpoint_name": "from-event"}, {}, "from-event"),
+    ],
+)
+def test_endpoint_name_from_a_given_environment(
+    classify: ModuleType, event: dict[str, Any], environ: dict[str, str], expected: str
+) -> None:
+    assert classify.endpoint_name(event, environ) == expected
+
+
+@pytest.mark.parametrize("environ", [{}, {"ENDPOINT_NAME": ""}, {"ENDPOINT_NAME": "   "}])
+def test_no_endpoint_name_is_a_configuration_error(
+    classify: ModuleType, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]
+) -> None:
+    monkeypatch.setenv("ENDPOINT_NAME", "in-the-process-env")  # a given environment wins
+    with pytest.raises(classify.ConfigurationError) as caught:
+        classify.endpoint_name({}, environ)
+    assert str(caught.value) == "no endpoint: set ENDPOINT_NAME or pass endpoint_name in the event"
+
+
+def test_a_blank_event_endpoint_name_is_refused(classify: ModuleType) -> None:
+    with pytest.raises(classify.InvalidEventError) as caught:
+        classify.endpoint_name({"endpoint_name": " "}, {"ENDPOINT_NAME": "from-env"})
+    assert str(caught.value) == "endpoint_name must be a non-empty string"
+
+
+# ------------------------------------------------------------------------------ 6 MiB request
+
+
+def test_an_image_of_exactly_6_mib_is_sent(classify: ModuleType, runtime: Any) -> None:
+    image = PNG_MAGIC + b"\x00" * (6 * 1024 * 1024 - len(PNG_MAGIC))
+    assert len(image) == classify.INVOKE_ENDPOINT_MAX_BYTES == 6 * 1024 * 1024
+    with Stubber(runtime) as stub:
+        answer(stub, b"[0.25, 0.75]", image)
+        assert classify.invoke(runtime, ENDPOINT, image) == b"[0.25, 0.75]"
+        stub.assert_no_pending_responses()
+
+
+def test_one_byte_over_6_mib_is_refused_before_calling(classify: ModuleType, runtime: Any) -> None:
+    image = PNG_MAGIC + b"\x00" * (6 * 1024 * 1024 + 1 - len(PNG_MAGIC))
+    # nothing queued: a call would fail differently
+    with Stubber(runtime), pytest.raises(classify.ImageTooLargeError) as caught:
+        classify.invoke(runtime, ENDPOINT, image)
+    assert str(caught.value) == (
+        "image is 6291457 bytes, over the 6291456-byte InvokeEndpoint limit"
+    )
+
+
+# ------------------------------------------------------------------------------ error codes
+
+
+TRANSIENT = [
+    "ThrottlingException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalDependencyException",
+    "ModelNotReadyException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+]
+
+
+def client_error(runtime: Any, code: str, message: str, status: int, **fields: Any) -> Any:
+    """A Stubber that answers the next InvokeEndpoint with this error."""
+    stub = Stubber(runtime)
+    stub.add_client_error(
+        "invoke_endpoint",
+        service_error_code=code,
+        service_message=message,
+        http_status_code=status,
+        modeled_fields=fields,
+    )
+    return stub
+
+
+@pytest.mark.parametrize("code", TRANSIENT)
+def test_every_transient_code_is_endpoint_unavailable(
+    classify: ModuleType, runtime: Any, code: str
+) -> None:
+    with (
+        client_error(runtime, code, "try later", 400),
+        pytest.raises(classify.EndpointUnavailableError) as caught,
+    ):
+        classify.invoke(runtime, ENDPOINT, PNG_MAGIC)
+    assert str(caught.value) == f"endpoint {ENDPOINT!r} failed: {code}: try later"
+    assert frozenset(TRANSIENT) == classify._TRANSIENT_CODES
+
+
+@pytest.mark.parametrize(
+    "code", ["ValidationError", "ModelError", "AccessDeniedException", "Unknown", "Throttling"]
+)
+def test_other_codes_are_permanent(classify: ModuleType, runtime: Any, code: str) -> None:
+    with client_error(runtime, code, "no", 400), pytest.raises(classify.EndpointError) as caught:
+        classify.invoke(runtime, ENDPOINT, PNG_MAGIC)
+    assert type(caught.value) is classify.EndpointError
+    assert str(caught.value) == f"endpoint {ENDPOINT!r} failed: {code}: no"
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        (429, True),
+        (503, True),
+        (500, False),
+        (502, False),
+        (415, False),
+        (428, False),
+        (504, False),
+    ],
+)
+def test_the_models_status_decides_for_model_errors(
+    classify: ModuleType, runtime: Any, status: int, transient: bool
+) -> None:
+    with (
+        client_error(runtime, "ModelError", "model said no", 424, OriginalStatusCode=status),
+        pytest.raises(classify.EndpointError) as caught,
+    ):
+        classify.invoke(runtime, ENDPOINT, PNG_MAGIC)
+    expected = classify.EndpointUnavailableError if transient else classify.EndpointError
+    assert type(caught.value) is expected
+    assert str(caught.value) == (
+        f"endpoint {ENDPOINT!r} failed: ModelError: model said no (model status {status})"
+    )
+
+
+class Raising:
+    """A client whose InvokeEndpoint raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def invoke_endpoint(self, **_: Any) -> Any:
+        raise self.error
+
+
+def test_an_error_without_code_or_message(classify: ModuleType) -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError({"Error": {"Message": "  "}}, "InvokeEndpoint")  # type: ignore[typeddict-item]
+    with pytest.raises(classify.EndpointError) as caught:
+        classify.invoke(Raising(error), ENDPOINT, PNG_MAGIC)
+    assert type(caught.value) is classify.EndpointError
+    assert str(caught.value) == f"endpoint {ENDPOINT!r} failed: Unknown: {error}"
+
+
+def test_a_status_without_a_code_decides_alone(classify: ModuleType) -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError({"OriginalStatusCode": 429}, "InvokeEndpoint")  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(classify.EndpointUnavailableError) as caught:
+        classify.invoke(Raising(error), ENDPOINT, PNG_MAGIC)
+    assert str(caught.value) == (
+        f"endpoint {ENDPOINT!r} failed: Unknown: {error} (model status 429)"
+    )
+
+
+def test_botocore_failures_are_named(classify: ModuleType) -> None:
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    url = "https://runtime.sagemaker.us-east-1.amazonaws.com"
+    cases = [
+        (ReadTimeoutError(endpoint_url=url), "EndpointUnavailableError", "did not answer in time"),
+        (ConnectTimeoutError(endpoint_url=url), "EndpointUnavailableError", "unreachable"),
+        (EndpointConnectionError(endpoint_url=url), "EndpointUnavailableError", "unreachable"),
+        (HTTPClientError(error="reset"), "EndpointUnavailableError", "unreachable"),
+        (NoCredentialsError(), "EndpointError", "call failed"),
+    ]
+    for error, name, what in cases:
+        with pytest.raises(classify.EndpointError) as caught:
+            classify.invoke(Raising(error), ENDPOINT, PNG_MAGIC)
+        assert type(caught.value).__name__ == name
+        assert str(caught.value) == f"endpoint {ENDPOINT!r} {what}: {error}"
+
+
+# ------------------------------------------------------------------------------ answers
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted"),
+    [
+        (b"[0.4901, 0.49]", True),  # sums to 0.9801: inside the 0.02 tolerance
+        (b"[0.4899, 0.49]", False),  # 0.9799: just outside
+        (b"[0.5099, 0.51]", True),  # 1.0199
+        (b"[0.5101, 0.51]", False),  # 1.0201
+        (b"[0.0, 1.0]", True),  # both ends of [0, 1]
+        (b"[1, 0]", True),
+    ],
+)
+def test_the_sum_tolerance_on_both_sides(classify: ModuleType, body: bytes, accepted: bool) -> None:
+    assert classify.SUM_TOLERANCE == 0.02
+    if accepted:
+        assert classify.parse_probabilities(body) == [float(v) for v in body[1:-1].split(b",")]
+    else:
+        with pytest.raises(classify.MalformedInferenceError, match="^endpoint answer sums to "):
+            classify.parse_probabilities(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"nope", "endpoint answer is not JSON (starts with b'nope')"),
+        (b"x" * 50, f"endpoint answer is not JSON (starts with {(b'x' * 40)!r})"),
+        (b"[0.5, 1.5]", "endpoint answer[1] = 1.5 is not in [0, 1]"),
+        (b"[1.0000001, 0]", "endpoint answer[0] = 1.0000001 is not in [0, 1]"),
+        (b"[0.5]", "endpoint answer must hold at least 2 class probabilities"),
+        (b"[0.3, 0.3]", "endpoint answer sums to 0.6000, not 1"),
+    ],
+)
+def test_answer_messages(classify: ModuleType, body: bytes, message: str) -> None:
+    with pytest.raises(classify.MalformedInferenceError) as caught:
+        classify.parse_probabilities(body)
+    assert str(caught.value) == message
+
+
+# ------------------------------------------------------------------------------ the retry plan
+
+
+@pytest.mark.parametrize(
+    ("attempt", "jitter", "pause"),
+    [(2, 1.0, 0.5), (3, 1.0, 1.0), (4, 1.0, 2.0), (5, 1.0, 2.0), (3, 0.5, 0.5), (2, 0.0, 0.0)],
+)
+def test_backoff(classify: ModuleType, attempt: int, jitter: float, pause: float) -> None:
+    assert classify.backoff_s(attempt, jitter) == pause
+
+
+class Clock:
+    """Simulated time for ``CallBudget``; failures cost ``cost_s`` each."""
+
+    def __init__(self, timeout_s: float, cost_s: float = 0.0) -> None:
+        self.now, self.timeout_s, self.cost_s = 0.0, timeout_s, cost_s
+        self.pauses: list[float] = []
+        self.reads: list[int] = []
+
+    def remaining_s(self) -> float:
+        return self.timeout_s - self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+    def client(self, answers: list[Exception | bytes]) -> Any:
+        clock = self
+
+        class Client:
+            def invoke_endpoint(self, **_: Any) -> Any:
+                clock.now += clock.cost_s
+                result = answers.pop(0)
+                if isinstance(result, Exception):
+                    raise result
+                return {"Body": io.BytesIO(result)}
+
+        def client_for(read_s: int) -> Any:
+            clock.reads.append(read_s)
+            return Client()
+
+        return client_for
+
+
+def throttled() -> Exception:
+    from botocore.exceptions import ClientError
+
+    error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+    return ClientError(error, "InvokeEndpoint")  # type: ignore[arg-type]
+
+
+def test_retries_pause_with_jittered_backoff_and_log_each_failure(
+    classify: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(80)
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 0.5)
+    client_for = clock.client([throttled(), throttled(), b"[0.1, 0.9]"])
+    with caplog.at_level(logging.WARNING):
+        assert classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, client_for) == b"[0.1, 0.9]"
+    assert clock.pauses == [0.25, 0.5]  # 0.5 s and 1 s, times the jitter; none before the first
+    assert clock.reads == [65, 65, 65]
+    failures = [r for r in caplog.records if r.getMessage() == "endpoint attempt failed"]
+    assert [(r.attempt, r.read_timeout_s) for r in failures] == [(1, 65), (2, 65)]  # type: ignore[attr-defined]
+    assert all(r.levelno == logging.WARNING for r in failures)
+    assert failures[0].error == f"endpoint {ENDPOINT!r} failed: ThrottlingException: slow down"  # type: ignore[attr-defined]
+
+
+def test_a_permanent_error_is_not_retried(classify: ModuleType) -> None:
+    from botocore.exceptions import ClientError
+
+    clock = Clock(80)
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 0.5)
+    error = ClientError({"Error": {"Code": "ValidationError", "Message": "bad"}}, "InvokeEndpoint")  # type: ignore[arg-type]
+    with pytest.raises(classify.EndpointError) as caught:
+        classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, clock.client([error, b"[1, 0]"]))
+    assert type(caught.value) is classify.EndpointError
+    assert clock.reads == [65] and clock.pauses == []
+
+
+def test_all_attempts_failing_name_the_last_error_and_the_count(classify: ModuleType) -> None:
+    clock = Clock(80)
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 1.0)
+    client_for = clock.client([throttled(), throttled(), throttled(), b"[1, 0]"])
+    with pytest.raises(classify.EndpointUnavailableError) as caught:
+        classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, client_for)
+    assert str(caught.value) == (
+        f"endpoint {ENDPOINT!r} failed: ThrottlingException: slow down "
+        "(3 attempt(s) in this invocation)"
+    )
+    assert clock.pauses == [0.5, 1.0] and len(clock.reads) == classify.MAX_ATTEMPTS == 3
+
+
+def test_the_pause_counts_against_the_next_attempts_time(classify: ModuleType) -> None:
+    """20.2 s left would allow a 10 s read, but not once the 0.5 s pause is taken off."""
+    clock = Clock(20.2 + 1.0, cost_s=1.0)  # the first attempt costs 1 s: 20.2 s left after it
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 1.0)
+    with pytest.raises(classify.EndpointUnavailableError, match=r"\(1 attempt\(s\)"):
+        classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, clock.client([throttled()]))
+    assert clock.reads == [10] and clock.pauses == []
+
+
+def test_the_second_attempt_gets_a_shorter_read_when_time_is_short(classify: ModuleType) -> None:
+    clock = Clock(40, cost_s=10.0)  # 40 s: a 30 s read; after 10 s and a 0.5 s pause, 20 s
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 1.0)
+    client_for = clock.client([throttled(), b"[0.5, 0.5]"])
+    assert classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, client_for) == b"[0.5, 0.5]"
+    assert clock.reads == [30, 15] and clock.pauses == [0.5]
+
+
+def test_too_little_time_for_one_attempt_says_what_to_set(classify: ModuleType) -> None:
+    clock = Clock(19.94)
+    budget = classify.CallBudget(clock.remaining_s, sleep=clock.sleep, jitter=lambda: 0.5)
+    with pytest.raises(classify.ConfigurationError) as caught:
+        classify.invoke_within(budget, ENDPOINT, PNG_MAGIC, clock.client([]))
+    assert str(caught.value) == (
+        "only 19.9 s of the function's time left, less than one call to the endpoint needs: "
+        "set the function's Timeout to at least 75 s"
+    )
+
+
+def test_the_budget_reads_the_context_in_seconds(classify: ModuleType) -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 12_345
+
+    assert classify.CallBudget.from_context(Context()).remaining_s() == 12.345
+    budget = classify.CallBudget.from_context(object())  # no such method: the template's 80 s
+    assert 79.0 < budget.remaining_s() <= 80.0
+
+
+# ------------------------------------------------------------------------------ the client
+
+
+def test_the_clients_settings(classify: ModuleType, aws_env: None) -> None:
+    client = classify.runtime_client()
+    assert client.meta.service_model.service_name == "sagemaker-runtime"
+    config = client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 65)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert client.meta.region_name == "us-east-1"  # the standard settings (AWS_REGION)
+    short = classify.runtime_client(15)
+    assert short.meta.config.read_timeout == 15 and short.meta.config.connect_timeout == 5
+    assert short.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert classify.runtime_client(15) is short and classify.runtime_client(65) is client
+    assert set(classify._clients) == {"sagemaker-runtime:65", "sagemaker-runtime:15"}
+
+
+def test_the_handler_uses_the_full_read_timeout_client(
+    classify: ModuleType, aws_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = PNG_MAGIC + b"rest"
+    event = {
+        "s3_bucket": "bkt",
+        "s3_key": "incoming/a.png",
+        "image_data": base64.b64encode(image).decode(),
+        "endpoint_name": ENDPOINT,
+        "extra": [1],
+    }
+    context = LambdaContext(function_name="scones-ClassifyImage", timeout_s=80)
+    with Stubber(classify.runtime_client(65)) as stub, caplog.at_level(logging.INFO):
+        answer(stub, b"[0.125, 0.875]", image)
+        result = classify.lambda_handler(event, context)
+    assert result == {**event, "inferences": [0.125, 0.875], "label": 1, "confidence": 0.875}
+    (record,) = [r for r in caplog.records if r.getMessage() == "classified image"]
+    assert record.levelno == logging.INFO
+    fields = ("s3_bucket", "s3_key", "endpoint_name", "label", "confidence")
+    assert {k: getattr(record, k, "missing") for k in fields} == {
+        "s3_bucket": "bkt",
+        "s3_key": "incoming/a.png",
+        "endpoint_name": ENDPOINT,
+        "label": 1,
+        "confidence": 0.875,
+    }
