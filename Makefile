@@ -30,7 +30,7 @@ EPOCHS ?=
 PYTEST_ARGS ?=
 NOTEBOOK_PORT ?= 8888
 
-.PHONY: help install install-sam install-sdk format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html install-awscli
+.PHONY: help install install-sam install-sdk format lint types check test test-unit test-stack demo down status bench clean notebook notebook-kernel notebook-html install-awscli mutation
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -156,6 +156,9 @@ down: ## Stop the offline twin
 
 status: ## Show the offline twin's services
 	$(SCONES) status
+
+mutation: install ## Mutation-test the handlers (mutmut on a copy; 20-30 min; not in `make test`)
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 bench: install ## Run the benchmarks (slow; prints tables)
 	$(BIN)/python bench/run_all.py
