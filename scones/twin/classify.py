@@ -28,6 +28,7 @@ from scones.twin.classify_journal import FINAL_OUTCOMES, Journal, JournalEntry, 
 from scones.twin.classify_source import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from scones.twin.classify_source import Progress, source_prefix
 from scones.twin.classify_source import local_images as local_images
+from scones.twin.classify_source import upload_images as upload_images
 from scones.twin.clients import twin_clients, unreachable
 from scones.twin.deploy import read_deployed
 from scones.twin.workflow import ExecutionOutcome, describe_outcome, error_message
