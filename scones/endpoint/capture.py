@@ -311,7 +311,7 @@ class CaptureWriter:
     def flush(self) -> bool:
         """Rotate the spool and ship every ready file; True when nothing is left to ship."""
         with self._flush_lock:
-            started = time.monotonic()
+            started, before = time.monotonic(), self.written_records
             self.spool.rotate()
             for item in self.spool.ready_files():
                 if not self._ship(item):
@@ -320,7 +320,13 @@ class CaptureWriter:
                 self.spool.finish(ident)
             self.spool.save_counts(self.spool.own)
             self._log_lost()
-            log.debug("capture flushed", extra={"seconds": round(time.monotonic() - started, 3)})
+            log.debug(
+                "capture flushed",
+                extra={
+                    "records": self.written_records - before,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
             return True
 
     def adopt(self) -> int:
