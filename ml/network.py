@@ -48,21 +48,33 @@ def build_model(num_classes: int, width: int = 16) -> Any:
     )
 
 
-def make_probability_model(net: Any, tta: bool) -> Any:
-    """Wrap ``net`` so that it outputs softmax probabilities (averaged with the mirror image)."""
+def make_probability_model(nets: Any, tta: bool = False, temperature: float = 1.0) -> Any:
+    """One module for one network or an ensemble: the mean over ``nets`` of
+    ``softmax(net(x) / temperature)`` (each also averaged with the mirror image when ``tta``).
+    Exported as one ONNX graph, so serving needs nothing new."""
     import torch
     from torch import nn
+
+    members = list(nets) if isinstance(nets, list | tuple) else [nets]
 
     class Probabilities(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = net
+            self.members = nn.ModuleList(members)
+            self.inv_temperature = float(1.0 / temperature)
+
+        def one(self, net: Any, x: Any) -> Any:
+            probs = torch.softmax(net(x) * self.inv_temperature, dim=1)
+            if tta:
+                mirrored = net(torch.flip(x, dims=[3])) * self.inv_temperature
+                probs = 0.5 * (probs + torch.softmax(mirrored, dim=1))
+            return probs
 
         def forward(self, x: Any) -> Any:
-            probs = torch.softmax(self.net(x), dim=1)
-            if tta:
-                probs = 0.5 * (probs + torch.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
-            return probs
+            total = self.one(self.members[0], x)
+            for net in self.members[1:]:
+                total = total + self.one(net, x)
+            return total if len(self.members) == 1 else total / len(self.members)
 
     return Probabilities()
 

@@ -33,13 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from calibration import classification_report
+from calibration import (
+    classification_report,
+    ensemble_probs,
+    fit_temperature,
+    reliability_bins,
+    risk_coverage,
+    summary,
+)
 from channels import TrainingDataError, find_manifest, load_split, read_classes
-from network import build_model, export_onnx, make_probability_model, onnx_benchmark
+from network import export_onnx, make_probability_model, onnx_benchmark
+from plots import draw_report_png
+from recipe import MemberRecipe, holdout_split, predict_logits, progress_bar, train_member
 
 HERE = Path(__file__).resolve().parent
 # Copied from serving/ into the model's code/ folder, which SageMaker's inference container loads.
 SERVING_FILES = ("inference.py", "requirements.txt")
+REPORT_PNG = "reliability.png"  # in the output folder (SageMaker: output.tar.gz), not the model
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Any:
@@ -54,7 +64,19 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument(
         "--weight-decay", type=float, default=0.05, help="AdamW decay (not on norm/bias)"
     )
-    p.add_argument("--width", type=int, default=16, help="channels of the first ResNet-9 stage")
+    p.add_argument("--width", type=int, default=8, help="channels of the first ResNet-9 stage")
+    p.add_argument(
+        "--members", type=int, default=4, help="networks averaged in the one exported graph"
+    )
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.1,
+        help="share of the training images held out to fit the temperature (0: none)",
+    )
+    p.add_argument("--calibrate", type=int, default=1, help="1: fit the temperature (holdout)")
+    p.add_argument("--label-smoothing", "--label_smoothing", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay per step (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
@@ -69,54 +91,6 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     if unknown:
         print(f"ignoring unknown arguments: {' '.join(unknown)}", file=sys.stderr)
     return args
-
-
-def _augment(batch: Any, gen: Any) -> Any:
-    """Random crop (reflect-pad 4) and horizontal flip of a uint8->float batch [B,3,32,32]."""
-    import torch
-    import torch.nn.functional as F
-
-    b = batch.shape[0]
-    padded = F.pad(batch, (4, 4, 4, 4), mode="reflect")
-    dx = torch.randint(0, 9, (b,), generator=gen)
-    dy = torch.randint(0, 9, (b,), generator=gen)
-    flip = torch.rand(b, generator=gen) < 0.5
-    out = torch.empty_like(batch)
-    for i in range(b):
-        crop = padded[i, :, int(dy[i]) : int(dy[i]) + 32, int(dx[i]) : int(dx[i]) + 32]
-        out[i] = crop.flip(2) if bool(flip[i]) else crop
-    return out
-
-
-def one_cycle(step: int, total: int, warmup: float = 0.25, floor: float = 0.04) -> float:
-    """Learning-rate factor: linear warm-up to 1 over ``warmup`` of the steps, then cosine down."""
-    rise = max(1, round(total * warmup))
-    if step < rise:
-        return floor + (1.0 - floor) * (step + 1) / rise
-    progress = min(1.0, (step - rise + 1) / max(1, total - rise))
-    return floor / 10 + (1.0 - floor / 10) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _param_groups(net: Any, weight_decay: float) -> list[dict[str, Any]]:
-    decay: list[Any] = []
-    no_decay: list[Any] = []
-    for name, param in net.named_parameters():
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def _predict(model: Any, x: Any, device: Any, batch_size: int = 256) -> np.ndarray:
-    import torch
-
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            outs.append(model(x[i : i + batch_size].to(device)).cpu().numpy())
-    return np.concatenate(outs)
 
 
 def run(args: Any) -> dict[str, Any]:
@@ -141,7 +115,8 @@ def run(args: Any) -> dict[str, Any]:
 
 @dataclass
 class TrainingData:
-    """Both splits, the images as normalized tensors ``[N, 3, 32, 32]``, and the normalization."""
+    """Both splits, the images as normalized tensors ``[N, 3, 32, 32]``, and the normalization.
+    ``x_train`` holds every training image; ``train_idx``/``held_idx`` split it (see --holdout)."""
 
     classes: list[str]
     x_train: Any
@@ -150,16 +125,8 @@ class TrainingData:
     y_test: np.ndarray
     mean: np.ndarray
     std: np.ndarray
-
-
-@dataclass
-class TrainingRun:
-    """What the training loop produced: the network, per-epoch history and the time it took."""
-
-    net: Any
-    history: list[dict[str, float]]
-    seconds: float
-    cpu_seconds: float
+    train_idx: Any = None
+    held_idx: Any = None
 
 
 def _seed_and_device(seed: int, torch: Any) -> Any:
@@ -201,113 +168,128 @@ def load_data(train_dir: Path, test_dir: Path, torch: Any) -> TrainingData:
     )
 
 
-def _progress_bar(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="step", desc="train", file=sys.stderr)
+@dataclass
+class Ensemble:
+    """The trained members, their histories and the time training took."""
+
+    nets: list[Any]
+    histories: list[list[dict[str, float]]]
+    seconds: float
+    cpu_seconds: float
 
 
-def train_epoch(
-    net: Any,
-    data: TrainingData,
-    step: Any,
-    gen: Any,
-    batch_size: int,
-    device: Any,
-    bar: Any = None,
-) -> dict[str, float]:
-    """One pass over the shuffled, augmented training set; ``step(loss)`` updates the weights.
-    Returns the epoch's mean loss and training accuracy."""
-    import torch
-    import torch.nn.functional as F
-
-    net.train()
-    order = torch.randperm(len(data.x_train), generator=gen)
-    loss_sum, n_seen, n_right = 0.0, 0, 0
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        xb = _augment(data.x_train[idx], gen).to(device)
-        yb = data.y_train[idx].to(device)
-        logits = net(xb)
-        loss = F.cross_entropy(logits, yb)
-        step(loss)
-        loss_sum += loss.item() * len(idx)
-        n_seen += len(idx)
-        n_right += int((logits.argmax(1) == yb).sum())
-        if bar is not None:
-            bar.update(1)
-    return {"loss": loss_sum / n_seen, "train_accuracy": n_right / n_seen}
-
-
-def train_network(data: TrainingData, args: Any, device: Any, torch: Any) -> TrainingRun:
-    """Build the network and train it: AdamW on the one-cycle schedule, seeded by ``args.seed``."""
-    gen = torch.Generator().manual_seed(args.seed)
-    net = build_model(len(data.classes), args.width).to(device)
-    total_steps = max(1, args.epochs * math.ceil(len(data.x_train) / args.batch_size))
-    optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: one_cycle(step, total_steps)
+def member_recipe(args: Any) -> MemberRecipe:
+    """The per-member recipe from the hyperparameters."""
+    return MemberRecipe(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        width=args.width,
+        label_smoothing=args.label_smoothing,
+        ema=args.ema,
     )
 
-    def step(loss: Any) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
 
-    bar = _progress_bar(bool(args.progress), total_steps)
-    t_train = time.perf_counter()
-    cpu_train = time.process_time()
-    history = []
-    for epoch in range(args.epochs):
-        stats = train_epoch(net, data, step, gen, args.batch_size, device, bar)
-        history.append({"epoch": epoch + 1, **stats})
-        if bar is not None:
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['train_accuracy']:.3f}")
-        elif args.progress:
-            print(f"epoch {epoch + 1}/{args.epochs} loss {stats['loss']:.4f}", flush=True)
+def train_ensemble(data: TrainingData, args: Any, device: Any, torch: Any) -> Ensemble:
+    """Train ``args.members`` networks on the training images outside the held-out split;
+    member ``k`` is seeded with ``seed + 1000 k``."""
+    recipe = member_recipe(args)
+    idx = torch.from_numpy(data.train_idx)
+    x, y = data.x_train[idx], data.y_train[idx]
+    steps = args.members * args.epochs * math.ceil(len(x) / args.batch_size)
+    bar = progress_bar(bool(args.progress), steps)
+    t0, c0 = time.perf_counter(), time.process_time()
+    nets, histories = [], []
+    for k in range(args.members):
+        member = train_member(
+            x, y, len(data.classes), recipe, args.seed + 1000 * k, device, progress=bar
+        )
+        nets.append(member.net)
+        histories.append(member.history)
+        if bar is None and args.progress:
+            print(
+                f"member {k + 1}/{args.members} loss {member.history[-1]['loss']:.4f}", flush=True
+            )
     if bar is not None:
         bar.close()
-    return TrainingRun(
-        net=net,
-        history=history,
-        seconds=time.perf_counter() - t_train,
-        cpu_seconds=time.process_time() - cpu_train,
-    )
+    return Ensemble(nets, histories, time.perf_counter() - t0, time.process_time() - c0)
 
 
 def evaluate(
-    run: TrainingRun, data: TrainingData, args: Any, device: Any, torch: Any
+    trained: Ensemble, data: TrainingData, args: Any, device: Any, torch: Any
 ) -> tuple[dict[str, Any], Any, np.ndarray]:
-    """The report on the test split, the probability model that ships and its test probabilities.
+    """The report, the probability model that ships and its test probabilities.
 
-    The report also scores the other test-time setting (``with_tta`` / ``without_tta``), to show
-    what mirror averaging does.
+    The temperature is fitted on the held-out images (the members never saw them); the report
+    scores the test split with it and without it (``uncalibrated``), with the other mirror
+    setting (``with_tta`` / ``without_tta``), and each member alone (``members``). The held-out
+    split gives ``validation`` (with the threshold that would reach 99 % precision on it) and
+    ``expected_review_rate``: the share of held-out images below the 0.93 threshold.
     """
-    prob_model = make_probability_model(run.net, bool(args.tta))
-    probs = _predict(prob_model, data.x_test, device)
-    other = _predict(make_probability_model(run.net, not args.tta), data.x_test, device)
+    held = data.x_train[torch.from_numpy(data.held_idx)]
+    y_held = data.y_train.numpy()[data.held_idx]
+    temperature = 1.0
+    if args.calibrate and len(y_held):
+        temperature = fit_temperature(predict_logits(trained.nets, held, device), y_held)
+    prob_model = make_probability_model(trained.nets, bool(args.tta), temperature)
+    probs = predict_probs(prob_model, data.x_test, device)
+    raw = predict_probs(make_probability_model(trained.nets, bool(args.tta)), data.x_test, device)
+    other = make_probability_model(trained.nets, not args.tta, temperature)
+    test_logits = predict_logits(trained.nets, data.x_test, device)
     report: dict[str, Any] = {
         "classes": data.classes,
-        **classification_report(probs, data.y_test),
-        "n_train": int(len(data.x_train)),
-        "train_seconds": round(run.seconds, 2),
-        "train_cpu_seconds": round(run.cpu_seconds, 2),
+        **summary(probs, data.y_test),
+        "temperature": round(temperature, 4),
+        "n_train": int(len(data.train_idx)),
+        "n_holdout": int(len(y_held)),
+        "train_seconds": round(trained.seconds, 2),
+        "train_cpu_seconds": round(trained.cpu_seconds, 2),
         "device": device.type,
         "torch_threads": torch.get_num_threads(),
-        "parameters": int(sum(p.numel() for p in run.net.parameters())),
+        "parameters": int(sum(p.numel() for net in trained.nets for p in net.parameters())),
         "hyperparameters": {
             k: getattr(args, k)
-            for k in ("epochs", "batch_size", "lr", "weight_decay", "width", "seed", "tta")
+            for k in (
+                *("epochs", "batch_size", "lr", "weight_decay", "width", "members", "holdout"),
+                *("calibrate", "label_smoothing", "ema", "seed", "tta"),
+            )
         },
-        "final_train_loss": run.history[-1]["loss"] if run.history else None,
-        ("without_tta" if args.tta else "with_tta"): classification_report(other, data.y_test),
+        "final_train_loss": float(np.mean([h[-1]["loss"] for h in trained.histories])),
+        "uncalibrated": classification_report(raw, data.y_test),
+        ("without_tta" if args.tta else "with_tta"): classification_report(
+            predict_probs(other, data.x_test, device), data.y_test
+        ),
+        "members": [
+            classification_report(ensemble_probs(logits[None]), data.y_test)
+            for logits in test_logits
+        ],
+        "risk_coverage": risk_coverage(probs, data.y_test),
+        "reliability": reliability_bins(probs, data.y_test),
     }
+    if len(y_held):
+        val_probs = predict_probs(prob_model, held, device)
+        report["validation"] = summary(val_probs, y_held)
+        report["expected_review_rate"] = 1.0 - report["validation"]["coverage"]
+        report["suggested_threshold"] = report["validation"]["for_99_precision"]
+    else:
+        report["validation"] = None
+        report["expected_review_rate"] = None
+        report["suggested_threshold"] = None
     return report, prob_model, probs
+
+
+def predict_probs(model: Any, x: Any, device: Any, batch_size: int = 256) -> np.ndarray:
+    """The probability model's output on ``x`` as a numpy array."""
+    import torch
+
+    model.eval().to(device)
+    with torch.no_grad():
+        outs = [
+            model(x[i : i + batch_size].to(device)).cpu().numpy()
+            for i in range(0, len(x), batch_size)
+        ]
+    return np.concatenate(outs) if outs else np.zeros((0, 2), dtype=np.float32)
 
 
 def export_and_check(
@@ -337,8 +319,9 @@ def write_model_folder(
     history: list[dict[str, float]],
     output_dir: Path,
 ) -> None:
-    """Write ``classes.json``, ``metrics.json`` and ``code/`` beside ``model.onnx``; the metrics
-    and per-epoch history also go to SageMaker's output folder when it is writable."""
+    """Write ``classes.json``, ``metrics.json`` and ``code/`` beside ``model.onnx``; the metrics,
+    per-epoch history and the reliability/risk-coverage picture (``reliability.png``) also go to
+    SageMaker's output folder when it is writable."""
     meta = {
         "classes": data.classes,
         "image_size": 32,
@@ -357,6 +340,13 @@ def write_model_folder(
         (output_dir / "metrics.json").write_text(metrics_text, encoding="utf-8")
         history_text = json.dumps(history, indent=1) + "\n"
         (output_dir / "history.json").write_text(history_text, encoding="utf-8")
+        draw_report_png(
+            output_dir / REPORT_PNG,
+            report["reliability"],
+            report["risk_coverage"],
+            report["ece"],
+            report["threshold"],
+        )
     except OSError:
         pass
 
@@ -364,16 +354,20 @@ def write_model_folder(
 def _run(args: Any, torch: Any) -> dict[str, Any]:
     started = time.time()
     device = _seed_and_device(args.seed, torch)
-    if args.epochs < 1 or args.batch_size < 1 or args.width < 1:
-        raise TrainingDataError("epochs, batch size and width must be at least 1")
+    if args.epochs < 1 or args.batch_size < 1 or args.width < 1 or args.members < 1:
+        raise TrainingDataError("epochs, batch size, width and members must be at least 1")
+    if not 0.0 <= args.holdout < 1.0:
+        raise TrainingDataError(f"--holdout must be in [0, 1), got {args.holdout}")
     data = load_data(Path(args.train), Path(args.test), torch)
-    trained = train_network(data, args, device, torch)
+    data.train_idx, data.held_idx = holdout_split(data.y_train.numpy(), args.holdout, args.seed)
+    trained = train_ensemble(data, args, device, torch)
     report, prob_model, probs = evaluate(trained, data, args, device, torch)
     model_dir = Path(args.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     report.update(export_and_check(prob_model, probs, data.x_test, model_dir / "model.onnx"))
     report["total_seconds"] = round(time.time() - started, 2)
-    write_model_folder(model_dir, data, report, trained.history, Path(args.output_data_dir))
+    history = [{"member": k, **h} for k, hist in enumerate(trained.histories) for h in hist]
+    write_model_folder(model_dir, data, report, history, Path(args.output_data_dir))
     return report
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from scones.training.script import load_train_script
 
 MODEL_FILES = ("model.onnx", "classes.json", "metrics.json", "code")
+REPORT_PNG = "reliability.png"  # ml/train.py's picture (reliability diagram, risk-coverage)
 
 
 class ModelPackageError(Exception):
@@ -55,7 +56,8 @@ def train_local(
     extra: list[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train on ``data`` (the ETL output) and write ``out/model.tar.gz`` + ``out/metrics.json``."""
+    """Train on ``data`` (the ETL output) and write ``out/model.tar.gz``, ``out/metrics.json``
+    and ``out/reliability.png`` (reliability diagram and risk-coverage curve)."""
     train = load_train_script()
 
     out.mkdir(parents=True, exist_ok=True)
@@ -82,4 +84,7 @@ def train_local(
         report = train.run(train.parse_args(argv, environ={}))
         package_model(model_dir, out / "model.tar.gz")
         shutil.copyfile(model_dir / "metrics.json", out / "metrics.json")
+        picture = output_dir / REPORT_PNG
+        if picture.is_file():
+            shutil.copyfile(picture, out / REPORT_PNG)
     return report

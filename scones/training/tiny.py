@@ -15,7 +15,7 @@ def build_tiny_model(
     """Build a real ``model.tar.gz`` through the real ETL and training path, in seconds.
 
     Uses a synthetic archive (``scones.data.synthetic.build_cifar_archive``),
-    ``scones.data.etl.extract`` and ``scones.training.local.train_local`` (width 8, batch 8,
+    ``scones.data.etl.extract`` and ``scones.training.local.train_local`` (2 members of width 8, batch 8,
     ``epochs`` epochs, 1 thread): a model that separates the synthetic classes. Returns the path
     of ``workdir/model/model.tar.gz``; the extracted data is ``workdir/data``.
     """
@@ -33,7 +33,7 @@ def build_tiny_model(
         out,
         epochs=epochs,
         seed=seed,
-        extra=["--width", "8", "--batch-size", "8", "--threads", "1"],
+        extra=["--width", "8", "--members", "2", "--batch-size", "8", "--threads", "1"],
         progress=False,
     )
     return out / "model.tar.gz"

@@ -22,7 +22,7 @@ from scones.training.script import load_train_script
 train = load_train_script()
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["--width", "4", "--batch-size", "8", "--threads", "1"]
+FAST = ["--width", "4", "--members", "2", "--batch-size", "8", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,15 @@ def test_report_is_complete_and_the_tiny_model_learned(tiny_model_dir: Path) -> 
         assert report[key] is not None, key
     assert report["model_bytes"] == (tiny_model_dir / "model.onnx").stat().st_size
     assert report["onnx_max_abs_diff"] < 1e-4
-    assert report["n_train"] == 48 and report["n_test"] == 12
+    # 2 of each class's 24 training images held out for the temperature
+    assert report["n_train"] == 44 and report["n_holdout"] == 4 and report["n_test"] == 12
+    assert report["hyperparameters"]["members"] == 2 and len(report["members"]) == 2
+    assert report["temperature"] > 0 and report["validation"]["n_test"] == 4
+    assert report["expected_review_rate"] == pytest.approx(1 - report["validation"]["coverage"])
+    curve = report["risk_coverage"]
+    assert curve["coverage"][-1] == 1.0 and curve["precision"][-1] == report["accuracy"]
+    assert sum(b["count"] for b in report["reliability"]) == 12
+    assert report["suggested_threshold"]["target_precision"] == 0.99
     assert report["accuracy"] >= 0.9  # the synthetic classes are easy
     assert report["with_tta"]["n_test"] == 12  # the other test-time setting, for comparison
 
@@ -181,7 +189,8 @@ def test_script_mode_with_sagemaker_environment(tiny_data: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "ignoring unknown arguments: --unknown-hp 1" in proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["n_train"] == 32 and report["n_test"] == 8
+    assert report["n_train"] + report["n_holdout"] == 32 and report["n_test"] == 8
+    assert report["hyperparameters"]["members"] == 4  # the default recipe
     names = sorted(
         p.relative_to(tmp_path / "model").as_posix()
         for p in (tmp_path / "model").rglob("*")
@@ -195,7 +204,9 @@ def test_script_mode_with_sagemaker_environment(tiny_data: Path, tmp_path: Path)
         "model.onnx",
     ]
     assert (tmp_path / "output" / "metrics.json").is_file()
-    assert len(json.loads((tmp_path / "output" / "history.json").read_text())) == 1
+    assert (tmp_path / "output" / "reliability.png").is_file()  # output.tar.gz, not the model
+    history = json.loads((tmp_path / "output" / "history.json").read_text())
+    assert [h["member"] for h in history] == [0, 1, 2, 3]  # 1 epoch per member
 
 
 def test_script_mode_missing_channel(tmp_path: Path) -> None:
@@ -232,6 +243,8 @@ def test_cli_prints_table_and_writes_outputs(
             "1",
             "--width",
             "4",
+            "--members",
+            "2",
             "--threads",
             "1",
             "--quiet",
@@ -239,11 +252,19 @@ def test_cli_prints_table_and_writes_outputs(
         == 0
     )
     text = capsys.readouterr().out
+    assert (
+        "threshold suggestion: " in text
+        and "ConfidenceThreshold" in text
+        or ("no threshold reaches 99 % precision" in text)
+    )
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for label in (
         "test accuracy",
         "coverage (top prob >= 0.93)",
         "precision among covered",
         "calibration error (ECE)",
+        "expected review rate (held-out)",
+        "temperature (fitted on held-out)",
         "training time",
         "model size (ONNX)",
         "latency, 1 image (onnxruntime)",

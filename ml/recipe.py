@@ -1,0 +1,200 @@
+"""The training recipe of ``train.py``: augmentation, schedule, one member's training loop
+(optional label smoothing, EMA weights, distillation from a teacher) and the held-out split.
+
+A sibling of ``train.py`` in the SageMaker source directory; imports nothing from scones.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class MemberRecipe:
+    """How one ensemble member is trained."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    width: int = 8
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # EMA decay per step (0: off); the EMA weights are the ones kept
+    distill: float = 0.0  # weight of the teacher's soft targets in the loss (0: off)
+
+
+@dataclass
+class TrainedMember:
+    """One trained network, its per-epoch history and the time its training took."""
+
+    net: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def augment(batch: Any, gen: Any) -> Any:
+    """Random crop (reflect-pad 4) and horizontal flip of a float batch ``[B, 3, 32, 32]``."""
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = batch.shape
+    padded = F.pad(batch, (4, 4, 4, 4), mode="reflect")
+    dx = torch.randint(0, 9, (b,), generator=gen)
+    dy = torch.randint(0, 9, (b,), generator=gen)
+    flip = torch.rand(b, generator=gen) < 0.5
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    return padded[
+        torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols
+    ]
+
+
+def one_cycle(step: int, total: int, warmup: float = 0.25, floor: float = 0.04) -> float:
+    """Learning-rate factor: linear warm-up to 1 over ``warmup`` of the steps, then cosine down."""
+    rise = max(1, round(total * warmup))
+    if step < rise:
+        return floor + (1.0 - floor) * (step + 1) / rise
+    progress = min(1.0, (step - rise + 1) / max(1, total - rise))
+    return floor / 10 + (1.0 - floor / 10) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(net: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weights, none on norm parameters and biases."""
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, param in net.named_parameters():
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, held_out)``: ``fraction`` of each class held out, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        n = int(round(len(idx) * fraction))
+        if 0 < n < len(idx):
+            held.extend(rng.choice(idx, size=n, replace=False).tolist())
+    held_out = np.sort(np.asarray(held, dtype=np.int64))
+    train = np.setdiff1d(np.arange(len(labels)), held_out)
+    return train, held_out
+
+
+def _loss(logits: Any, yb: Any, recipe: MemberRecipe, soft: Any) -> Any:
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+    if soft is not None and recipe.distill > 0:
+        kl = F.kl_div(F.log_softmax(logits, dim=1), soft, reduction="batchmean")
+        loss = (1 - recipe.distill) * loss + recipe.distill * kl
+    return loss
+
+
+def train_member(
+    x: Any,
+    y: Any,
+    num_classes: int,
+    recipe: MemberRecipe,
+    seed: int,
+    device: Any,
+    teacher: Callable[[Any], Any] | None = None,
+    progress: Any = None,
+) -> TrainedMember:
+    """Train one network on ``x`` ``[N,3,32,32]`` / ``y`` ``[N]``: AdamW on the one-cycle
+    schedule, seeded by ``seed``. ``teacher(xb)`` (probabilities) enables distillation;
+    ``progress`` is a tqdm bar (updated per step) or None."""
+    import torch
+    from network import build_model
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = build_model(num_classes, recipe.width).to(device)
+    total = max(1, recipe.epochs * math.ceil(len(x) / recipe.batch_size))
+    optimizer = torch.optim.AdamW(param_groups(net, recipe.weight_decay), lr=recipe.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total))
+    ema = None
+    if recipe.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
+    history = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for epoch in range(recipe.epochs):
+        net.train()
+        order = torch.randperm(len(x), generator=gen)
+        loss_sum, n_right = 0.0, 0
+        for i in range(0, len(order), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            xb = augment(x[idx], gen).to(device)
+            yb = y[idx].to(device)
+            soft = None
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(xb)
+            logits = net(xb)
+            loss = _loss(logits, yb, recipe, soft)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(net)
+            loss_sum += loss.item() * len(idx)
+            n_right += int((logits.argmax(1) == yb).sum())
+            if progress is not None:
+                progress.update(1)
+        history.append(
+            {"epoch": epoch + 1, "loss": loss_sum / len(x), "train_accuracy": n_right / len(x)}
+        )
+        if progress is not None:
+            progress.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    kept = net if ema is None else ema.module
+    return TrainedMember(
+        net=kept.eval(),
+        history=history,
+        seconds=time.perf_counter() - t0,
+        cpu_seconds=time.process_time() - c0,
+    )
+
+
+def progress_bar(enabled: bool, total: int) -> Any:
+    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", desc="train", file=sys.stderr)
+
+
+def predict_logits(nets: list[Any], x: Any, device: Any, batch_size: int = 256) -> np.ndarray:
+    """Logits of every network on ``x``: ``[K, N, C]`` (eval mode, no gradients)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for net in nets:
+            net.eval()
+            parts = [
+                net(x[i : i + batch_size].to(device)).float().cpu().numpy()
+                for i in range(0, len(x), batch_size)
+            ]
+            if not parts:  # no images (an empty held-out split)
+                classes = net(torch.zeros(1, 3, 32, 32, device=device)).shape[1]
+                parts = [np.zeros((0, classes), dtype=np.float32)]
+            out.append(np.concatenate(parts))
+    return np.stack(out)
