@@ -15,6 +15,7 @@ HTTP (benchmarks, tests); boto3 clients built from ``settings`` sign by themselv
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -226,13 +227,21 @@ def _stamp(epoch: float) -> str:
 
 
 def _epoch(timestamp: str, service: str) -> float:
+    seconds = _parse_stamp(timestamp)
+    if seconds is None:
+        raise AuthFailure(INCOMPLETE, f"Invalid X-Amz-Date: {timestamp!r}", service)
+    return seconds
+
+
+@functools.lru_cache(maxsize=256)  # clients send the same stamp for a second's requests
+def _parse_stamp(timestamp: str) -> float | None:
     match = _TIMESTAMP.match(timestamp)
     if not match:
-        raise AuthFailure(INCOMPLETE, f"Invalid X-Amz-Date: {timestamp!r}", service)
+        return None
     try:
         return float(calendar.timegm(tuple(int(g) for g in match.groups()) + (0, 0, 0)))
     except (ValueError, OverflowError):
-        raise AuthFailure(INCOMPLETE, f"Invalid X-Amz-Date: {timestamp!r}", service) from None
+        return None
 
 
 def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
