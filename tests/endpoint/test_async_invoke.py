@@ -77,9 +77,8 @@ def _operation() -> Any:
 
 def parsed(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """The answer as boto3's ``invoke_endpoint_async`` returns it (or its ``Error``)."""
-    from botocore.parsers import create_parser
-
     from botocore.awsrequest import HTTPHeaders
+    from botocore.parsers import create_parser
 
     case_insensitive = HTTPHeaders()
     for name, value in headers.items():
