@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             f"endpoint workers at shutdown: {written} capture records written, {dropped} dropped, "
             f"{retried} uploads retried; records per worker {per_worker}"
         )
+        from scones.endpoint.spool import read_counts
+
+        counts = read_counts(Path(tmp) / "home" / "capture")
+        print("capture counts (scones status): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return code
 
 

@@ -116,22 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pngs = be.load_pngs()
     bomb = bomb_png()
-    with tempfile.TemporaryDirectory(prefix="scones-bench-") as tmp:
-        with be.private_twin(Path(tmp) / "home") as (settings, _pids):
-            from scones.endpoint.registry import register_endpoint
+    with (
+        tempfile.TemporaryDirectory(prefix="scones-bench-") as tmp,
+        be.private_twin(Path(tmp) / "home") as (settings, _pids),
+    ):
+        from scones.endpoint.registry import register_endpoint
 
-            register_endpoint(settings, "bench", args.model, capture_s3_uri=None)
-            port = settings.endpoint_port
-            normal = be.build_requests(port, "/endpoints/bench/invocations", pngs)
-            bombs = be.build_requests(port, "/endpoints/bench/invocations", [bomb])[0]
-            asyncio.run(be.run_load("warm", port, normal, 8, 400))
-            load = os.getloadavg()[0]
-            alone = asyncio.run(be.run_load("normal", port, normal, args.connections, args.requests))
-            hostile, seen = asyncio.run(
-                with_hostile(port, normal, bombs, args.hostile, args.connections, args.requests)
-            )
-            timeout = float(os.environ.get("SCONES_ENDPOINT_READ_TIMEOUT", "10"))
-            still_open, ping = half_sent(port, args.half_sent, timeout + 2)
+        register_endpoint(settings, "bench", args.model, capture_s3_uri=None)
+        port = settings.endpoint_port
+        normal = be.build_requests(port, "/endpoints/bench/invocations", pngs)
+        bombs = be.build_requests(port, "/endpoints/bench/invocations", [bomb])[0]
+        asyncio.run(be.run_load("warm", port, normal, 8, 400))
+        load = os.getloadavg()[0]
+        alone = asyncio.run(be.run_load("normal", port, normal, args.connections, args.requests))
+        hostile, seen = asyncio.run(
+            with_hostile(port, normal, bombs, args.hostile, args.connections, args.requests)
+        )
+        timeout = float(os.environ.get("SCONES_ENDPOINT_READ_TIMEOUT", "10"))
+        still_open, ping = half_sent(port, args.half_sent, timeout + 2)
     print(f"\nendpoint under hostile clients: model {args.model}, bomb {len(bomb)} bytes PNG")
     print(f"declaring 4096x4096; load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f}")
     print(f"{'row':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
