@@ -135,6 +135,20 @@ def test_run_and_invoke_commands(
     assert "NoSuchFunction" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["not json", "[" * 5000 + "]" * 5000, '{"a": ' + "1" * 5000 + "}"])
+def test_start_execution_refuses_bad_input_with_a_named_code(
+    deployed: dict[str, Any], bad: str
+) -> None:
+    """moto answered these with an empty error code (issue 14); AWS says InvalidExecutionInput."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        _client("stepfunctions").start_execution(
+            stateMachineArn=deployed["state_machine_arn"], name=f"bad-{time.time_ns()}", input=bad
+        )
+    assert caught.value.response["Error"]["Code"] == "InvalidExecutionInput"
+
+
 def test_classify_folder_every_image_ends_once(
     deployed: dict[str, Any], twin_settings: Settings, tmp_path: Path
 ) -> None:
@@ -166,6 +180,11 @@ def test_classify_folder_every_image_ends_once(
     assert sum(1 for n in names if n in expected) == 7
     seen = (bridge.bridge_dir(twin_settings) / bridge.SEEN_FILE).read_text()
     assert all(r.key in seen for r in report.results)
+    # the command: one image failed -> exit 1; the run again reuses the journal (only the
+    # failed image runs again) and goes to the same prefix
+    assert main(["classify", str(folder)]) == 1
+    again = classify(twin_settings, str(folder), progress=False)
+    assert again.prefix == report.prefix and again.resumed == 6 and again.started == 1
 
 
 def test_bridge_starts_an_execution_on_upload(deployed: dict[str, Any]) -> None:
