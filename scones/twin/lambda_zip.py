@@ -23,7 +23,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,10 +64,21 @@ def _member_target(root: Path, info: zipfile.ZipInfo) -> Path:
     return target
 
 
+_unpack_lock = threading.Lock()
+
+
 def unpack(archive: bytes, destination: Path) -> Path:
-    """Unpack ``archive`` into ``destination`` (once: an existing folder is reused)."""
+    """Unpack ``archive`` into ``destination`` (once: an existing folder is reused; concurrent
+    first invocations unpack one at a time)."""
     if destination.is_dir():
         return destination
+    with _unpack_lock:
+        if destination.is_dir():
+            return destination
+        return _unpack(archive, destination)
+
+
+def _unpack(archive: bytes, destination: Path) -> Path:
     import io
 
     try:
@@ -75,7 +88,7 @@ def unpack(archive: bytes, destination: Path) -> Path:
     members = bundle.infolist()
     if len(members) > MAX_MEMBERS:
         raise UnsafeArchiveError(f"zip has {len(members)} members (at most {MAX_MEMBERS})")
-    staging = destination.with_name(destination.name + f".{os.getpid()}.tmp")
+    staging = destination.with_name(f"{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     root = staging.resolve()
