@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "model ms",
         "x single",
         "request ms",
+        "b64 img/s",
         "T=1 cov/prec",
     ]
 
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['model_ms']:.2f}",
             f"{r['ratio']:.2f}",
             f"{r['request_ms']:.2f}",
+            f"{r['batch64_img_s']:,.0f}",
             f"{f3(raw.get('coverage'))}/{f3(raw.get('precision_covered'))}",
         ]
 
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_ms",
         "ratio",
         "request_ms",
+        "batch64_img_s",
     ]
     median: dict[str, Any] = {
         k: statistics.median([r[k] for r in results if r[k] is not None] or [float("nan")])

@@ -15,7 +15,7 @@ MARGIN = 44
 def _frame(draw: Any, x0: int, title: str, xlabel: str, ylabel: str, ylo: float) -> None:
     left, top = x0 + MARGIN, 28
     draw.rectangle([left, top, left + PANEL, top + PANEL], outline=(0, 0, 0))
-    draw.text((left, 8), title, fill=(0, 0, 0))
+    draw.text((left + 70, 8), title, fill=(0, 0, 0))
     draw.text((left + PANEL // 2 - 3 * len(xlabel), top + PANEL + 18), xlabel, fill=(0, 0, 0))
     draw.text((x0 + 2, top - 14), ylabel, fill=(0, 0, 0))
     for i in range(6):
@@ -39,7 +39,7 @@ def draw_report_png(
     ``threshold`` marked."""
     from PIL import Image, ImageDraw
 
-    width, height = 2 * (PANEL + MARGIN) + 20, PANEL + 70
+    width, height = 2 * (PANEL + MARGIN) + 44, PANEL + 70
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     left, top = MARGIN, 28

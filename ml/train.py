@@ -1,21 +1,31 @@
 """Train the scones classifier: a SageMaker script-mode entry point that also runs locally.
 
-SageMaker runs ``python train.py --epochs 30 ...`` in its PyTorch training container with the
+SageMaker runs ``python train.py --epochs 50 ...`` in its PyTorch training container with the
 ``SM_*`` environment variables set; ``scones train`` calls ``main`` in-process with the same
 variables pointing at local folders. Self-contained: torch, numpy, Pillow and its siblings in
-this folder: ``channels.py`` (reading a channel), ``network.py`` (the CNN and its ONNX export),
-``calibration.py`` (the report's accuracy, coverage, precision and ECE) and ``serving/``
-(``inference.py`` and ``requirements.txt``, copied into the model's ``code/``); tqdm and onnxruntime are used when present (progress bar; ONNX parity check and latency).
-SageMaker installs ``requirements.txt`` (beside this file) before running it.
+this folder: ``channels.py`` (reading a channel), ``recipe.py`` (augmentation, schedule, one
+member's training loop, the held-out split), ``network.py`` (the CNN, the ensemble's probability
+graph, ONNX export), ``calibration.py`` (accuracy, coverage, precision, ECE, risk-coverage,
+temperature fit), ``plots.py`` (the reliability/risk-coverage PNG) and ``serving/``
+(``inference.py`` and ``requirements.txt``, copied into the model's ``code/``); tqdm and
+onnxruntime are used when present (progress bar; ONNX parity check and latency). SageMaker
+installs ``requirements.txt`` (beside this file) before running it.
+
+Recipe (issue 15, measured in docs/ml.md): ``--members`` networks (default 3, width 8) trained
+on the training images minus a held-out ``--holdout`` share (default 10 %, stratified, chosen by
+the seed); the temperature ``T`` of ``mean_k softmax(logits_k / T)`` is fitted on the held-out
+images by log loss, and the held-out split gives the threshold suggestion and the expected
+review rate.
 
 Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<split>.lst``
 (index<TAB>label<TAB>path relative to the folder), the PNGs it lists and ``classes.json``: the
 layout ``scones etl`` writes, so both channels may point at the same ETL output folder.
 
-Writes to ``SM_MODEL_DIR``: ``model.onnx`` (input "input" float32 [N,3,32,32] normalized, output
-"probabilities" [N,C]; with ``--tta 1`` the graph averages the image and its mirror image;
-off by default: it did not raise accuracy in bench/bench_model.py and doubles inference cost),
-``classes.json``, ``metrics.json``, ``code/inference.py``, ``code/requirements.txt``.
+Writes to ``SM_MODEL_DIR``: ``model.onnx`` (ONE graph: input "input" float32 [N,3,32,32]
+normalized, output "probabilities" [N,C], the members' averaged tempered softmax; with
+``--tta 1`` each member also averages the image and its mirror image, off by default),
+``classes.json``, ``metrics.json``, ``code/inference.py``, ``code/requirements.txt``; to
+``SM_OUTPUT_DATA_DIR``: ``metrics.json``, ``history.json`` and ``reliability.png``.
 """
 
 from __future__ import annotations
@@ -66,7 +76,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     )
     p.add_argument("--width", type=int, default=8, help="channels of the first ResNet-9 stage")
     p.add_argument(
-        "--members", type=int, default=4, help="networks averaged in the one exported graph"
+        "--members", type=int, default=3, help="networks averaged in the one exported graph"
     )
     p.add_argument(
         "--holdout",

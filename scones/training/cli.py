@@ -125,7 +125,7 @@ def register(subparsers: Any) -> None:
             "the SageMaker training script ml/train.py on this machine (CUDA when available),\n"
             "then pack OUT/model.tar.gz (model.onnx, classes.json, metrics.json, code/) as\n"
             "SageMaker does, print the report and write OUT/metrics.json.\n\n"
-            "Defaults: an ensemble of 4 ResNet-9 networks (width 8), each 50 epochs, batch 64,\n"
+            "Defaults: an ensemble of 3 ResNet-9 networks (width 8), each 50 epochs, batch 64,\n"
             "AdamW 3e-3, crop+flip augmentation, trained on 90 % of the training images; the\n"
             "other 10 % fit the temperature of the averaged softmax (one ONNX graph) and give\n"
             "the threshold suggestion. About 2 minutes on 2 idle CPU cores for 800 images.\n"
@@ -142,7 +142,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     parser.add_argument("--width", type=int, help="network width per member (default 8)")
     parser.add_argument(
-        "--members", type=int, help="networks averaged in the exported graph (default 4)"
+        "--members", type=int, help="networks averaged in the exported graph (default 3)"
     )
     parser.add_argument(
         "--holdout",

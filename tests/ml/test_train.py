@@ -190,7 +190,7 @@ def test_script_mode_with_sagemaker_environment(tiny_data: Path, tmp_path: Path)
     assert "ignoring unknown arguments: --unknown-hp 1" in proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["n_train"] + report["n_holdout"] == 32 and report["n_test"] == 8
-    assert report["hyperparameters"]["members"] == 4  # the default recipe
+    assert report["hyperparameters"]["members"] == 3  # the default recipe
     names = sorted(
         p.relative_to(tmp_path / "model").as_posix()
         for p in (tmp_path / "model").rglob("*")
@@ -206,7 +206,7 @@ def test_script_mode_with_sagemaker_environment(tiny_data: Path, tmp_path: Path)
     assert (tmp_path / "output" / "metrics.json").is_file()
     assert (tmp_path / "output" / "reliability.png").is_file()  # output.tar.gz, not the model
     history = json.loads((tmp_path / "output" / "history.json").read_text())
-    assert [h["member"] for h in history] == [0, 1, 2, 3]  # 1 epoch per member
+    assert [h["member"] for h in history] == [0, 1, 2]  # 1 epoch per member
 
 
 def test_script_mode_missing_channel(tmp_path: Path) -> None:
