@@ -166,13 +166,12 @@ def app_without_debug(service: Any) -> Flask:
     """moto's Flask app for ``service`` with debug mode off. Why: moto turns it on, and in debug
     mode Flask builds a new class for every request that carries a body
     (``attach_enctype_error_multidict``): memory that only grows (see pallets/flask#3540).
-    Also answers an operation moto does not implement as AWS does (``sfn_api.unknown_operation``)."""
-    from scones.twin.sfn_api import unknown_operation
+    Also answers an operation moto does not implement as AWS does (``aws_errors``)."""
+    from scones.twin import aws_errors
 
     app = create_backend_app(service)
     app.debug = False
-    # fidelity: an operation moto lacks is AWS's 400 "unknown operation", not an HTML 500
-    app.register_error_handler(NotImplementedError, unknown_operation)
+    aws_errors.install(app)  # fidelity: AWS's "unknown operation", not an HTML 500 or 404
     return app
 
 
@@ -186,6 +185,16 @@ class Dispatcher(DomainDispatcherApplication):
     def __init__(self, create_app: Callable[[Any], Flask] = app_without_debug) -> None:
         super().__init__(create_app)
         self._backend_for_host: dict[str | None, Any] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Dispatch; a service moto has no backend for answers AWS's error, not a crash."""
+        from scones.twin import aws_errors
+
+        try:
+            app = self.get_application(environ)
+        except Exception as exc:  # noqa: BLE001 - moto cannot build an app for the service
+            return aws_errors.unknown_service(environ, start_response, exc)
+        return app(environ, start_response)
 
     def get_backend_for_host(self, host: str | None) -> Any:
         """moto's answer for ``host``, computed once (moto calls this under ``self.lock``)."""

@@ -76,6 +76,9 @@ TARGETS: dict[str, str | None] = {
         "(self, host)"
     ),
     "moto.moto_server.werkzeug_app.MotoRequestHandler": None,
+    "moto.moto_server.werkzeug_app.DomainDispatcherApplication.get_application": (
+        "(self, environ)"
+    ),
     # the Step Functions operations (scones.twin.sfn_api)
     "moto.stepfunctions.responses.StepFunctionResponse.stop_execution": "(self)",
     "moto.stepfunctions.responses.StepFunctionResponse.get_execution_history": "(self)",

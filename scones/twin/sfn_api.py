@@ -14,8 +14,7 @@ here is a method put on that class by ``install()`` (replacing moto's through
 - ``StartSyncExecution`` runs an EXPRESS machine to its end and answers its outcome;
 - ``RedriveExecution`` answers AWS's ``ExecutionNotRedrivable`` (the twin does not redrive).
 
-``unknown_operation`` turns moto's ``NotImplementedError`` (an HTML 500 that clients retry)
-into the error AWS answers for an operation it does not know, in the request's protocol.
+(Operations moto lacks altogether answer AWS's error through ``scones.twin.aws_errors``.)
 
 Imports moto's Step Functions interpreter: import this module inside the functions that need it.
 """
@@ -29,7 +28,6 @@ import time
 import uuid
 from typing import Any
 
-from flask import Response, request
 from moto.core.exceptions import AWSError
 from moto.core.responses import ActionResult
 from moto.stepfunctions.exceptions import InvalidToken
@@ -308,35 +306,6 @@ def test_state(self: Any) -> ActionResult:
     if level == "INFO":
         output.pop("inspectionData", None)
     return ActionResult(output)
-
-
-# ------------------------------------------------------------------------ unknown operations
-
-
-def unknown_operation(exc: NotImplementedError) -> Response:
-    """The error AWS answers for an operation it does not know, in the request's protocol
-    (400, so clients do not retry), instead of moto's HTML 500."""
-    message = f"The offline twin does not implement this operation ({exc})"
-    target = request.headers.get("X-Amz-Target")
-    content_type = request.headers.get("Content-Type", "")
-    if "x-www-form-urlencoded" in content_type:  # query protocol (IAM, STS, CloudWatch, SQS)
-        body = (
-            "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code>"
-            f"<Message>{_xml_escape(message)}</Message></Error>"
-            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
-        )
-        return Response(body, status=400, content_type="text/xml")
-    headers = {
-        "x-amzn-ErrorType": "UnknownOperationException",
-        "x-amzn-RequestId": str(uuid.uuid4()),
-    }
-    kind = "application/x-amz-json-1.0" if target else "application/json"
-    payload = {"__type": "UnknownOperationException", "message": message}
-    return Response(json.dumps(payload), status=400, content_type=kind, headers=headers)
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ---------------------------------------------------------------------------------- install

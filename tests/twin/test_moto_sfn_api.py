@@ -228,3 +228,26 @@ def test_unknown_operations_are_aws_shaped_400s_in_each_protocol(moto_server: An
     error = caught.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400, error
     assert error["Error"]["Code"] in ("UnknownOperationException", "InvalidAction")
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "code", "status"),
+    [
+        ("sts", "decode_authorization_message", "InvalidAction", 400),  # query protocol
+        ("logs", "describe_import_tasks", "UnknownOperationException", 400),  # JSON protocol
+        ("lambda", "get_account_settings", "UnknownOperationException", 404),  # a REST path
+        ("pricing", "describe_services", "UnknownOperationException", 400),  # no moto backend
+    ],
+)
+def test_what_moto_lacks_is_a_named_error_answered_once(
+    moto_server: Any, service: str, operation: str, code: str, status: int
+) -> None:
+    client = _client(moto_server, service)
+    args = {"EncodedMessage": "x"} if operation == "decode_authorization_message" else {}
+    with pytest.raises(ClientError) as caught:
+        getattr(client, operation)(**args)
+    response = caught.value.response
+    assert response["Error"]["Code"] == code
+    assert response["Error"]["Message"].startswith("The offline twin does not implement")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert response["ResponseMetadata"]["RetryAttempts"] == 0
