@@ -93,20 +93,29 @@ def deselect(project: Path, node_ids: list[str]) -> None:
 
 
 def run_mutmut(project: Path, max_children: int, log: Path) -> int:
-    """``mutmut run`` in ``project``, its output shown and kept in ``log``; its exit status."""
+    """``mutmut run`` in ``project``, its output kept in ``log``; its exit status.
+
+    mutmut redraws one progress line with ``\\r``; it is shown here every 30 s at most.
+    """
     command = [str(BIN / "mutmut"), "run", "--max-children", str(max_children)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    with log.open("w") as out:
+    shown = 0.0
+    with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode(errors="replace")
-            out.write(line)
-            # the progress line is redrawn with \r hundreds of times: keep the terminal quiet
-            if "\r" not in line.rstrip("\n"):
-                sys.stdout.write(line)
+        pending = ""
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            out.write(chunk)
+            *lines, pending = (pending + chunk.decode(errors="replace")).split("\n")
+            for line in lines:  # finished lines: their last redraw
+                if line.split("\r")[-1].strip():
+                    print(line.split("\r")[-1], flush=True)
+            pending = pending.split("\r")[-1]
+            if pending.strip() and time.monotonic() - shown > 30:
+                print(pending, flush=True)
+                shown = time.monotonic()
         return process.wait()
 
 
