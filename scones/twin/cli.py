@@ -247,10 +247,12 @@ memory (the process and its children) and whether it answers.
 Exit status 1 when a running service does not answer."""
 
 ENV_HELP = """\
-Print `export` lines that point at the offline twin: local credentials, region
-and AWS_ENDPOINT_URL_* for S3,
-Step Functions, Lambda and SageMaker Runtime, plus SCONES_BUCKET,
+Print `export` lines that point at the offline twin: local credentials, region,
+AWS_ENDPOINT_URL (every service: nothing is sent to AWS), AWS_ENDPOINT_URL_* for S3
+(SeaweedFS), SageMaker and SageMaker Runtime (the endpoint server) and the rest (moto),
+AWS_DISABLE_HOST_PREFIX_INJECTION (StartSyncExecution, TestState), plus SCONES_BUCKET,
 SCONES_STATE_MACHINE_ARN and SCONES_ENDPOINT_NAME once `scones deploy --local` ran.
+What the twin answers per service: docs/aws-fidelity.md.
 
 Usage: eval "$(scones env)\""""
 
