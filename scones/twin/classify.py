@@ -248,7 +248,8 @@ def _run_all(
     for obj in objects:
         entry = journal.get(obj.bucket, obj.key, obj.etag) if journal else None
         if entry is not None and entry.result.get("outcome") in FINAL_OUTCOMES:
-            results.append(ImageResult(**entry.result))
+            known = {k: v for k, v in entry.result.items() if k in ImageResult.__dataclass_fields__}
+            results.append(ImageResult(**known))
         else:
             pending.append((obj, entry.attempt + 1 if entry else 1))
     pending.reverse()  # pop() from the end: start in listing order

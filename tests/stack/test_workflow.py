@@ -36,6 +36,17 @@ def _png(label: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
+def _blend() -> bytes:
+    """The mean of a bicycle-like and a motorcycle-like synthetic image: no class is certain."""
+    from scones.data.synthetic import synthetic_images
+
+    a, b = (synthetic_images(c, 1, np.random.default_rng(5))[0].astype(np.uint16) for c in (0, 1))
+    pixels = ((a + b) // 2).astype(np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def deployed(twin_settings: Settings, tiny_model_tar: Path) -> dict[str, Any]:
     # Threshold 0.5: the tiny test model is rarely 0.93 sure; test_low_confidence raises it.
@@ -213,7 +224,8 @@ def test_low_confidence_goes_to_review(
     argv = ["deploy", "--local", "--model", str(tiny_model_tar), "--parameter-overrides"]
     assert main([*argv, "ConfidenceThreshold=1"]) == 0
     try:
-        _client("s3").put_object(Bucket=deployed["bucket"], Key="manual/low.png", Body=_png(1, 5))
+        # half one class, half the other: a model can be exactly 1.0 sure (float32) of a clear one
+        _client("s3").put_object(Bucket=deployed["bucket"], Key="manual/low.png", Body=_blend())
         info = _run(deployed, "manual/low.png", f"low-{time.time_ns()}")
         assert (info["status"], info["error"]) == ("FAILED", "LowConfidenceError")
         source = f"s3://{deployed['bucket']}/manual/low.png"
