@@ -165,10 +165,10 @@ class WsgiGuard:
             raw_path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/~")
             raw_query = environ.get("QUERY_STRING", "")
         try:
-            browser_check(headers)
-            body = _read_wsgi_body(environ)
+            body = _read_wsgi_body(environ)  # first: a refused request's body must not linger
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
+            browser_check(headers)
             request = SignedRequest(
                 method=environ.get("REQUEST_METHOD", "GET"),
                 raw_path=_from_latin1(raw_path),

@@ -297,3 +297,25 @@ def test_make_notebook_keeps_jupyter_token_and_host_checks() -> None:
         "allow_origin",
     ):
         assert weakening not in target
+
+
+def test_moto_connection_stays_usable_after_a_refusal(moto_server: Any) -> None:
+    """Refusals answer cleanly: the keep-alive connection serves the next request."""
+    body = b"{}"
+    target = {
+        "X-Amz-Target": "AWSStepFunctions.ListStateMachines",
+        "Content-Type": "application/x-amz-json-1.0",
+    }
+    url = moto_server.url + "/"
+    signed = sigv4.sign_headers(SETTINGS, "POST", url, body=body, headers=target, service="states")
+    conn = http.client.HTTPConnection("127.0.0.1", moto_server.port, timeout=10)
+    try:
+        statuses = []
+        for headers in ({**signed, "Origin": "https://evil.example"}, {**target}, signed):
+            conn.request("POST", "/", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        assert statuses == [403, 403, 200]
+    finally:
+        conn.close()
