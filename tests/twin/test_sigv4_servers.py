@@ -259,7 +259,7 @@ def test_endpoint_guard_takes_presigned_urls_and_keeps_oversized_bodies_oversize
 def test_console_refuses_cross_site_posts_and_foreign_hosts() -> None:
     from scones.console.app import Guard
 
-    async def page(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def page(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the guard let it through")
 
     import asyncio
