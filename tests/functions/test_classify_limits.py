@@ -234,6 +234,15 @@ def test_an_error_without_code_or_message(classify: ModuleType) -> None:
     assert str(caught.value) == f"endpoint {ENDPOINT!r} failed: Unknown: {error}"
 
 
+def test_an_error_without_a_message_shows_the_whole_error(classify: ModuleType) -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError({"Error": {"Code": "ValidationError"}}, "InvokeEndpoint")  # type: ignore[typeddict-item]
+    with pytest.raises(classify.EndpointError) as caught:
+        classify.invoke(Raising(error), ENDPOINT, PNG_MAGIC)
+    assert str(caught.value) == f"endpoint {ENDPOINT!r} failed: ValidationError: {error}"
+
+
 def test_a_status_without_a_code_decides_alone(classify: ModuleType) -> None:
     from botocore.exceptions import ClientError
 

@@ -444,6 +444,32 @@ def test_the_handler_logs_its_fields_and_names_the_object_in_errors(
     )
 
 
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+def test_the_upright_size_for_every_exif_orientation(
+    serialize: ModuleType, orientation: int
+) -> None:
+    """Orientations 5-8 turn the picture a quarter: width and height swap; 9 is not one."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 16), (10, 200, 30)).save(buffer, "PNG", exif=exif)
+    sent, keys = serialize.serialize(buffer.getvalue())
+    turned = orientation in (5, 6, 7, 8)
+    upright = (16, 48) if turned else (48, 16)
+    assert (keys["original_width"], keys["original_height"]) == upright
+    assert keys["reduced"] is (orientation in range(2, 9))  # turned or mirrored: a new PNG
+    with Image.open(io.BytesIO(sent)) as out:
+        assert out.size == upright
+
+
+def test_the_megapixels_in_the_message_are_rounded_from_the_pixel_count(
+    serialize: ModuleType,
+) -> None:
+    with pytest.raises(serialize.ImageTooLargeError) as caught:
+        serialize.serialize(png_header(1, 50_350_020))  # 50.35002 MP: rounds up
+    assert str(caught.value) == "image is 1x50350020 = 50.4 MP, over 50.3 MP"
+
+
 # the slowest last: mutmut stops at the first failing test
 
 
