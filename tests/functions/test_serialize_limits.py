@@ -295,6 +295,28 @@ def test_a_connection_failure_is_s3_unavailable(serialize: ModuleType) -> None:
         assert str(caught.value) == f"S3 did not answer for s3://b/k: {error}"
 
 
+def test_a_client_error_without_an_error_part_goes_on_as_it_is(serialize: ModuleType) -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError({}, "GetObject")  # type: ignore[typeddict-item]
+    with pytest.raises(ClientError) as caught:
+        serialize.read_object(FakeS3({"k": error}), "b", "k", 10)
+    assert caught.value is error
+
+
+def test_a_long_refused_location_is_cut_in_the_message(serialize: ModuleType) -> None:
+    key = "k" * 300
+    with pytest.raises(serialize.InvalidEventError) as caught:
+        serialize.read_object(FakeS3({key: client_error("KeyTooLongError")}), "b", key, 10)
+    assert str(caught.value) == f"S3 refused s3://b/{'k' * 200} as a location (KeyTooLongError)"
+
+
+def test_the_size_named_for_a_tiny_limit(serialize: ModuleType) -> None:
+    with pytest.raises(serialize.ImageTooLargeError) as caught:
+        serialize.read_object(FakeS3({"k": b"xy"}), "b", "k", 1)
+    assert str(caught.value) == "s3://b/k is 2 bytes, over the limit of 1 (MAX_IMAGE_BYTES)"
+
+
 # ------------------------------------------------------------------------------ the event
 
 
@@ -346,6 +368,13 @@ def test_key_messages(serialize: ModuleType, key: str, message: str) -> None:
     with pytest.raises(serialize.InvalidEventError) as caught:
         serialize.parse_event({"s3_bucket": "b", "s3_key": key})
     assert str(caught.value) == message
+
+
+def test_a_long_key_with_a_dot_segment_is_cut_in_the_message(serialize: ModuleType) -> None:
+    key = "d" * 300 + "/./a.png"
+    with pytest.raises(serialize.InvalidEventError) as caught:
+        serialize.parse_event({"s3_bucket": "b", "s3_key": key})
+    assert str(caught.value) == f"s3_key {('d' * 200)!r} has a '.' or '..' path segment"
 
 
 def test_dots_inside_names_and_a_long_folder_message(serialize: ModuleType) -> None:
