@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from scones.monitor.errors import CaptureSourceError
+
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a 6 MB request, base64 in its record, fits with room
+PREFETCH_MAX_BYTES = 32 * 1024 * 1024  # larger S3 objects are streamed, not held whole
+_CHUNK = 1024 * 1024
 
 # .../<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl
 _CAPTURE_PATH = re.compile(
@@ -35,6 +39,48 @@ class CaptureFile:
     variant: str
     hour: datetime | None  # the hour folder the file sits in, if any
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LongLine:
+    """Stands for a line over ``MAX_LINE_BYTES``: skipped without being held, only its size."""
+
+    size: int
+
+
+def split_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | LongLine]:
+    """Yield the lines (with their newline) of a stream of byte chunks; a line longer than
+    ``limit`` comes out as a ``LongLine`` and is never held whole, so memory stays at about
+    ``limit`` plus one chunk whatever the input."""
+    pending = bytearray()
+    skipped = 0  # bytes of an over-long line seen so far (0: not skipping)
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start) + 1
+            piece = chunk[start:end] if end else chunk[start:]
+            if skipped:
+                skipped += len(piece)
+            elif len(pending) + len(piece) > limit:
+                skipped = len(pending) + len(piece)
+                pending.clear()
+            elif end and not pending:
+                yield piece
+            else:
+                pending += piece
+                if end:
+                    yield bytes(pending)
+                    pending.clear()
+            if not end:
+                break
+            if skipped:
+                yield LongLine(skipped)
+                skipped = 0
+            start = end
+    if skipped:
+        yield LongLine(skipped)
+    elif pending:
+        yield bytes(pending)
 
 
 def describe_path(location: str, size: int) -> CaptureFile:
@@ -112,17 +158,32 @@ def list_source(source: str, s3_client: Callable[[], Any]) -> list[CaptureFile]:
         raise CaptureSourceError(f"cannot list {source}: {exc}") from None
 
 
-def read_lines(capture: CaptureFile) -> Iterator[bytes]:
-    """Yield the lines of one local capture file without loading it whole."""
+def read_lines(capture: CaptureFile) -> Iterator[bytes | LongLine]:
+    """Yield the lines of one local capture file without loading it (or a huge line) whole."""
     with open(capture.location, "rb") as handle:
-        yield from handle
+        yield from split_lines(iter(lambda: handle.read(_CHUNK), b""))
 
 
-def _fetch(capture: CaptureFile, s3_client: Any) -> bytes:
+def _open(capture: CaptureFile, s3_client: Any) -> Any:
     bucket, _, key = capture.location[5:].partition("/")
-    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+    return s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+
+
+def _fetch(capture: CaptureFile, s3_client: Any) -> bytes | None:
+    """The whole object, or None when it is too large to hold (it is streamed instead)."""
+    if capture.size > PREFETCH_MAX_BYTES:
+        return None
+    body = _open(capture, s3_client)
     try:
         return bytes(body.read())
+    finally:
+        body.close()
+
+
+def _stream(capture: CaptureFile, s3_client: Any) -> Iterator[bytes | LongLine]:
+    body = _open(capture, s3_client)
+    try:
+        yield from split_lines(iter(lambda: bytes(body.read(_CHUNK)), b""))
     finally:
         body.close()
 
@@ -134,19 +195,20 @@ def _raising(exc: BaseException) -> Iterator[bytes]:
 
 def iter_captures(
     files: Sequence[CaptureFile], s3_client: Any = None, prefetch: int = 8
-) -> Iterator[tuple[CaptureFile, Iterator[bytes]]]:
+) -> Iterator[tuple[CaptureFile, Iterator[bytes | LongLine]]]:
     """Yield each file with an iterator over its lines, in order.
 
-    Local files are streamed line by line. S3 objects are fetched ``prefetch`` at a time on
-    threads (one boto3 call costs milliseconds of waiting), so at most ``prefetch`` + 1 objects
-    are held at once. A file that cannot be fetched yields an iterator that raises the error.
+    Local files are streamed in chunks. S3 objects up to ``PREFETCH_MAX_BYTES`` are fetched
+    ``prefetch`` at a time on threads (one boto3 call costs milliseconds of waiting), so at most
+    ``prefetch`` + 1 of them are held at once; larger ones are streamed when their turn comes.
+    A file that cannot be fetched yields an iterator that raises the error.
     """
     if not any(f.location.startswith("s3://") for f in files):
         for capture in files:
             yield capture, read_lines(capture)
         return
     with ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="capture-fetch") as pool:
-        queue: deque[tuple[CaptureFile, Future[bytes]]] = deque()
+        queue: deque[tuple[CaptureFile, Future[bytes | None]]] = deque()
         upcoming = iter(files)
         for capture in upcoming:
             queue.append((capture, pool.submit(_fetch, capture, s3_client)))
@@ -162,7 +224,10 @@ def iter_captures(
             except Exception as exc:  # reported by the caller as this file's error
                 yield capture, _raising(exc)
                 continue
-            yield capture, iter(body.splitlines())
+            if body is None:
+                yield capture, _stream(capture, s3_client)
+            else:
+                yield capture, split_lines([body])
 
 
 def in_window(capture: CaptureFile, since: datetime | None, until: datetime | None) -> bool:

@@ -1,6 +1,6 @@
 """``scones monitor``: the subcommand. Parses the options, calls ``run_monitor``, prints a
 summary, and maps what went wrong to the documented exit codes (0 ok, 1 alert, 2 bad arguments,
-3 no captures, 4 source unreadable).
+3 no captures, 4 source unreadable, 5 a bug: an unexpected error, with its traceback).
 
 SOURCE is an ``s3://bucket/prefix`` (read with boto3's standard settings, so
 ``AWS_ENDPOINT_URL_S3`` points it at the offline twin) or a local folder of ``.jsonl`` capture
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ EXIT_ALERT = 1
 EXIT_USAGE = 2
 EXIT_NO_CAPTURES = 3
 EXIT_SOURCE = 4
+EXIT_CRASH = 5  # never 1: a crash must not read as an alert
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -37,11 +39,11 @@ def parse_when(text: str, now: datetime) -> datetime:
     """Parse ``--since``/``--until``: ISO 8601 (naive means UTC) or an age such as ``24h``, ``7d``."""
     value = text.strip()
     match = _RELATIVE.match(value.lower())
-    if match:
-        return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
     try:
+        if match:
+            return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
         return parse_time(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise MonitorUsageError(
             f"{text!r} is not a time: use ISO 8601 (2026-11-27T18:00, 2026-11-27) or an age (30m, 24h, 7d)"
         ) from None
@@ -62,10 +64,17 @@ Writes into --output:
   report.html        self-contained page: summary table + the figures below
   confidence_over_time.png, confidence_histogram.png, class_mix.png, review_rate.png,
   request_volume.png
-  parse_errors.csv   every record that could not be read (file, line, reason)
+  parse_errors.csv   every record that could not be read (file, line, reason): bad JSON or
+                     UTF-8, nesting too deep, a line over 16 MiB, more than 1,000 classes, a
+                     time that is no time or is before 2017-11-29 / more than a day ahead
+
+The figures over time span the records read (inside --since/--until when given).
 
 Class names come from --classes, --model model.tar.gz (its classes.json), or, for an endpoint
 of the offline twin, $SCONES_HOME/endpoints/<endpoint>/model/classes.json; else "class 0", ...
+The review rate the model expects (its validation images below the threshold, from its
+metrics.json) is shown beside the observed one: from --model-metrics, or for an endpoint of
+the offline twin from the model it serves.
 
 Exit codes (for scripts and alarms):
   0  report written; review rate within --max-review-rate (or no limit given)
@@ -73,6 +82,7 @@ Exit codes (for scripts and alarms):
   2  bad arguments
   3  no captures found (no files, none in the --since/--until window, or none readable)
   4  SOURCE cannot be read (missing folder, S3 bucket or credentials, S3 unreachable)
+  5  unexpected error (a bug in scones: the traceback is printed; please report it)
 
 Examples:
   scones monitor s3://my-bucket/data_capture --output report --since 24h --max-review-rate 0.2
@@ -146,6 +156,13 @@ def register(subparsers: Any) -> None:
         help="take the class names from this model's classes.json",
     )
     parser.add_argument(
+        "--model-metrics",
+        type=Path,
+        metavar="PATH",
+        help="the model's metrics.json (or its model folder or model.tar.gz): show the review "
+        "rate it expects beside the observed one",
+    )
+    parser.add_argument(
         "--bucket",
         choices=["auto", *BUCKETS],
         default="auto",
@@ -199,12 +216,27 @@ def options_from_args(args: argparse.Namespace, now: datetime) -> MonitorOptions
         twin_endpoints_dir=_twin_endpoints_dir(),
         bucket=args.bucket,
         progress=not args.no_progress,
+        model_metrics=args.model_metrics,
     )
 
 
-@user_errors(_exit_codes)
 def handle(args: argparse.Namespace) -> int:
-    """Run ``scones monitor``; print a short summary; return the exit code."""
+    """Run ``scones monitor``; return its exit code. An error nobody planned for (a bug) prints
+    its traceback and exits ``EXIT_CRASH``, never ``EXIT_ALERT``."""
+    try:
+        return _handle(args)
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"scones monitor: unexpected error (exit {EXIT_CRASH}): this is a bug, please report "
+            "the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
+
+
+@user_errors(_exit_codes)
+def _handle(args: argparse.Namespace) -> int:
     result = run_monitor(options_from_args(args, datetime.now(UTC)))
     _print_summary(result, args.output)
     if result.alert:
@@ -217,7 +249,9 @@ def _print_summary(result: MonitorResult, output: Path) -> None:
     c = result.collector
     print(
         f"{c.count:,} inferences from {c.files_read:,} files; review rate {c.review_rate:.1%} "
-        f"({c.review_count:,} below {c.threshold:g}); {c.errors_total:,} parse errors; "
+        f"({c.review_count:,} below {c.threshold:g}"
+        + (f"; the model expected {result.expected.rate:.1%}" if result.expected else "")
+        + f"); {c.errors_total:,} parse errors; "
         f"{c.outside_window:,} outside the window"
     )
     print(f"wrote {output / 'report.html'} and {output / 'inferences.csv'}")

@@ -14,16 +14,20 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from scones.monitor.capture import CaptureFile, iter_captures
+from scones.monitor.capture import MAX_LINE_BYTES, CaptureFile, LongLine, iter_captures
 from scones.monitor.records import Inference, MalformedCaptureError, format_time, parse_record
 
 log = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 50
 UNKNOWN_CLASSES = "not known: give --classes or --model"
+# No Data Capture record can be older than SageMaker (launched 2017-11-29); a time this far
+# off (1970, year 1) is a broken clock or a forged record, and would stretch every figure.
+EARLIEST = datetime(2017, 11, 29, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)  # records up to a day ahead of this machine's clock are kept
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class Recorder:
         endpoint: str = "",
         since: datetime | None = None,
         until: datetime | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.collector = collector
         self.classes = list(classes) if classes else None
@@ -173,15 +178,16 @@ class Recorder:
         self._endpoint = endpoint
         self._since = since
         self._until = until
+        self._latest = (now or datetime.now(UTC)) + FUTURE_SLACK
 
-    def read_file(self, capture: CaptureFile, lines: Iterable[bytes | str]) -> None:
+    def read_file(self, capture: CaptureFile, lines: Iterable[bytes | str | LongLine]) -> None:
         """Read every line of one file; a file that stops being readable is one error."""
         self.collector.files_read += 1
         endpoint = capture.endpoint or self._endpoint
         number = 0
         try:
             for number, line in enumerate(lines, 1):
-                if line.strip():
+                if isinstance(line, LongLine) or line.strip():
                     self._record(capture, endpoint, number, line)
         except Exception as exc:  # a file that stops being readable must not stop the report
             log.warning(
@@ -189,12 +195,28 @@ class Recorder:
             )
             self._error(capture, number, f"file could not be read: {exc.__class__.__name__}: {exc}")
 
-    def _record(self, capture: CaptureFile, endpoint: str, number: int, line: bytes | str) -> None:
+    def _record(
+        self, capture: CaptureFile, endpoint: str, number: int, line: bytes | str | LongLine
+    ) -> None:
         self.collector.records_seen += 1
+        if isinstance(line, LongLine):
+            self._error(capture, number, f"line of {line.size:,} bytes, over {MAX_LINE_BYTES:,}")
+            return
         try:
-            inference = parse_record(line)
+            self._use(capture, endpoint, number, parse_record(line))
         except MalformedCaptureError as exc:
             self._error(capture, number, str(exc))
+        except Exception as exc:  # one odd record must not stop the rest of its file
+            log.warning(
+                "capture record unreadable",
+                extra={"file": capture.location, "line": number, "error": repr(exc)},
+            )
+            self._error(capture, number, f"unreadable: {exc.__class__.__name__}: {exc}"[:500])
+
+    def _use(self, capture: CaptureFile, endpoint: str, number: int, inference: Inference) -> None:
+        """Window, plausibility and class checks, then one CSV row and the collector's count."""
+        if not EARLIEST <= inference.time <= self._latest:
+            self._error(capture, number, _implausible(inference.time, self._latest))
             return
         if (self._since is not None and inference.time < self._since) or (
             self._until is not None and inference.time >= self._until
@@ -207,7 +229,7 @@ class Recorder:
                 capture,
                 number,
                 f"{len(inference.probabilities)} probabilities, expected {len(classes)} "
-                f"({', '.join(classes)})",
+                f"({', '.join(classes)[:200]})",
             )
             return
         if not self._rows.started:
@@ -232,6 +254,19 @@ class Recorder:
         self._errors.writerow([capture.location, line, reason])
 
 
+def _implausible(time: datetime, latest: datetime) -> str:
+    when = format_time(time)
+    if time < EARLIEST:
+        return (
+            f"eventMetadata.inferenceTime {when} is before {EARLIEST:%Y-%m-%d} "
+            "(SageMaker's launch): not a real capture time"
+        )
+    return (
+        f"eventMetadata.inferenceTime {when} is after {format_time(latest)} "
+        "(a day past this machine's clock): not a real capture time"
+    )
+
+
 def read_captures(
     files: Sequence[CaptureFile], recorder: Recorder, s3_client: Any = None, *, progress: bool
 ) -> None:
@@ -241,7 +276,9 @@ def read_captures(
     bar = tqdm(
         total=len(files), unit="file", desc="reading captures", disable=None if progress else True
     )
-    captures: Iterator[tuple[CaptureFile, Iterator[bytes]]] = iter_captures(files, s3_client)
+    captures: Iterator[tuple[CaptureFile, Iterator[bytes | LongLine]]] = iter_captures(
+        files, s3_client
+    )
     for capture, lines in captures:
         recorder.read_file(capture, lines)
         bar.update(1)

@@ -8,12 +8,15 @@ bucket is the finest width that gives at most ``MAX_BUCKETS`` bars, unless one i
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
 
 from scones.monitor.collect import Collector
+
+log = logging.getLogger(__name__)
 
 # Bucket widths for the figures over time, finest first; the first giving <= MAX_BUCKETS wins.
 BUCKETS: dict[str, timedelta] = {
@@ -23,6 +26,8 @@ BUCKETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "6h": timedelta(hours=6),
     "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
 }
 BUCKET_WORDS = {
     "1min": "minute",
@@ -31,8 +36,12 @@ BUCKET_WORDS = {
     "1h": "hour",
     "6h": "6 hours",
     "1d": "day",
+    "7d": "week",
+    "30d": "30 days",
 }
 MAX_BUCKETS = 72
+MAX_CLASSES_SHOWN = 10  # the class mix shows the 9 most predicted and "other" beyond this
+MAX_ASKED_BUCKETS = 2_000  # an asked-for --bucket giving more bars than this falls back to auto
 _SIZE = (9, 3.6)  # inches; 900x360 pixels at 100 dpi
 _LEGEND = {"fontsize": "small", "loc": "upper left", "bbox_to_anchor": (1.0, 1.0)}
 
@@ -49,14 +58,22 @@ class Figures:
 
 
 def choose_bucket(start: float, end: float, requested: str = "auto") -> str:
-    """Pick the bucket width for figures over time (the finest that gives few enough bars)."""
-    if requested != "auto":
-        return requested
+    """Pick the bucket width for figures over time: the finest giving at most ``MAX_BUCKETS``
+    bars (the widest when none does), or ``requested`` unless it would give more than
+    ``MAX_ASKED_BUCKETS`` bars over the records' span."""
     span = max(end - start, 1.0)
+    if requested != "auto":
+        bars = span / BUCKETS[requested].total_seconds()
+        if bars <= MAX_ASKED_BUCKETS:
+            return requested
+        log.warning(
+            "--bucket gives too many bars; choosing one",
+            extra={"bucket": requested, "bars": int(bars), "limit": MAX_ASKED_BUCKETS},
+        )
     for name, width in BUCKETS.items():
         if span / width.total_seconds() <= MAX_BUCKETS:
             return name
-    return "1d"
+    return next(reversed(BUCKETS))
 
 
 def _bucketize(times: Any, width_s: float) -> tuple[Any, Any]:
@@ -164,15 +181,14 @@ def _confidence_over_time(d: _Data) -> tuple[str, bytes]:
     n = len(d.times)
     size = 28 if n <= 500 else 6 if n <= 20000 else 2
     alpha = 0.9 if n <= 2000 else 0.35
-    for k, name in enumerate(d.classes):
-        mask = d.labels == k
+    for name, mask, color in _groups(d):
         if mask.any():
             ax.scatter(
                 point_dates[mask],
                 d.conf[mask],
                 s=size,
                 alpha=alpha,
-                color=d.colors[k],
+                color=color,
                 label=name,
                 rasterized=True,
                 linewidths=0,
@@ -214,12 +230,13 @@ def _confidence_histogram(d: _Data) -> tuple[str, bytes]:
     from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=_SIZE)
+    groups = _groups(d)
     ax.hist(
-        [d.conf[d.labels == k] for k in range(len(d.classes))],
+        [d.conf[mask] for _, mask, _ in groups],
         bins=_histogram_bins(d),
         stacked=True,
-        color=d.colors,
-        label=list(d.classes),
+        color=[color for _, _, color in groups],
+        label=[name for name, _, _ in groups],
     )
     ax.axvline(d.threshold, **_threshold_line(d))
     ax.set_xlabel("confidence")
@@ -238,6 +255,23 @@ def _class_counts(d: _Data, k: int) -> Any:
     return np.bincount(d.index, weights=(d.labels == k), minlength=len(d.starts))
 
 
+def _groups(d: _Data) -> list[tuple[str, Any, Any]]:
+    """(name, mask over the inferences, color) of each class, or, past ``MAX_CLASSES_SHOWN``
+    classes, of the most predicted ones and one "other" group: every figure stays readable,
+    and its cost bounded, whatever the number of classes."""
+    import numpy as np
+
+    k_all = len(d.classes)
+    if k_all <= MAX_CLASSES_SHOWN:
+        return [(d.classes[k], d.labels == k, d.colors[k]) for k in range(k_all)]
+    totals = np.bincount(d.labels, minlength=k_all)
+    top = sorted(np.argsort(-totals, kind="stable")[: MAX_CLASSES_SHOWN - 1].tolist())
+    groups = [(d.classes[k], d.labels == k, d.colors[k]) for k in top]
+    other = np.isin(d.labels, top, invert=True)
+    groups.append((f"other ({k_all - len(top)} classes)", other, "#bbbbbb"))
+    return groups
+
+
 def _class_mix(d: _Data) -> tuple[str, bytes]:
     import matplotlib.pyplot as plt
     import numpy as np
@@ -245,14 +279,14 @@ def _class_mix(d: _Data) -> tuple[str, bytes]:
     fig, ax = plt.subplots(figsize=_SIZE)
     bottom = np.zeros(len(d.starts))
     safe_volume = np.where(d.volume > 0, d.volume, 1)
-    for k, name in enumerate(d.classes):
-        share = _class_counts(d, k) / safe_volume
+    for name, mask, color in _groups(d):
+        share = np.bincount(d.index, weights=mask, minlength=len(d.starts)) / safe_volume
         ax.bar(
             d.bar_dates,
             share,
             width=d.bar_width,
             bottom=bottom,
-            color=d.colors[k],
+            color=color,
             label=name,
             align="edge",
         )

@@ -19,6 +19,8 @@ from typing import Any
 
 _ENCODINGS = ("BASE64", "JSON", "CSV")
 _PROBABILITY_SLACK = 1e-4  # float32 softmax outputs may overshoot [0, 1] by rounding
+MAX_CLASSES = 1_000  # more probabilities than this in one output is refused before parsing them
+MAX_TEXT = 1_024  # longest event id, inference id or content type kept
 
 
 class MalformedCaptureError(ValueError):
@@ -49,16 +51,22 @@ class Inference:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp such as ``2024-10-16T09:16:33Z``; naive means UTC."""
+    """Parse an ISO 8601 timestamp such as ``2024-10-16T09:16:33Z``; naive means UTC.
+
+    ``ValueError`` when it is not one, or when it falls outside the years 1-9999 in UTC."""
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from None
 
 
 def format_time(value: datetime) -> str:
     """Format a UTC time the way Data Capture does (``Z`` suffix, milliseconds if any)."""
-    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    value = value.astimezone(UTC)
+    text = f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond // 1000:03d}"
     return text + "Z"
@@ -116,10 +124,20 @@ def _decode_output(section: dict[str, Any]) -> Any:
                 f"endpointOutput ({content_type or 'no content type'}) is binary, not probabilities"
             ) from None
         encoding = "CSV" if "csv" in content_type else "JSON"
+    values = data.count(",") + 1
+    if values > MAX_CLASSES:
+        raise MalformedCaptureError(
+            f"endpointOutput holds about {values:,} values, more than the {MAX_CLASSES:,} "
+            "classes the monitor reads"
+        )
     if encoding == "CSV":
         return _csv_numbers(data, "captureData.endpointOutput.data")
     try:
         return json.loads(data)
+    except RecursionError:
+        raise MalformedCaptureError(
+            "captureData.endpointOutput.data is nested too deeply"
+        ) from None
     except ValueError:
         raise MalformedCaptureError(
             f"captureData.endpointOutput.data is not valid JSON: {data[:40]!r}"
@@ -163,10 +181,29 @@ def _input_size(section: dict[str, Any]) -> int | None:
     return len(data.encode("utf-8"))
 
 
+def _text(value: Any, where: str) -> str:
+    """A string field to keep: a string, at most ``MAX_TEXT`` characters, writable as UTF-8."""
+    if not isinstance(value, str):
+        raise MalformedCaptureError(f"{where} is missing or not a string")
+    if len(value) > MAX_TEXT:
+        raise MalformedCaptureError(f"{where} is {len(value):,} characters, over {MAX_TEXT:,}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedCaptureError(f"{where} holds an unpaired surrogate (not text)") from None
+    return value
+
+
 def parse_record(line: str | bytes) -> Inference:
     """Parse one Data Capture JSON line; raise ``MalformedCaptureError`` saying what is wrong."""
     try:
         record = json.loads(line)
+    except UnicodeDecodeError as exc:
+        raise MalformedCaptureError(
+            f"not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at {exc.start:,})"
+        ) from None
+    except RecursionError:
+        raise MalformedCaptureError("JSON nested too deeply (the recursion limit)") from None
     except ValueError as exc:
         raise MalformedCaptureError(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(record, dict):
@@ -176,8 +213,8 @@ def parse_record(line: str | bytes) -> Inference:
     metadata = record.get("eventMetadata")
     if not isinstance(metadata, dict):
         raise MalformedCaptureError("eventMetadata is missing or not an object")
-    event_id = metadata.get("eventId")
-    if not isinstance(event_id, str) or not event_id:
+    event_id = _text(metadata.get("eventId"), "eventMetadata.eventId")
+    if not event_id:
         raise MalformedCaptureError("eventMetadata.eventId is missing")
     when = metadata.get("inferenceTime")
     if not isinstance(when, str):
@@ -186,16 +223,20 @@ def parse_record(line: str | bytes) -> Inference:
         time = parse_time(when)
     except ValueError:
         raise MalformedCaptureError(
-            f"eventMetadata.inferenceTime {when[:40]!r} is not an ISO 8601 time"
+            f"eventMetadata.inferenceTime {when[:40]!r} is not an ISO 8601 time in the years 1-9999"
         ) from None
     inference_id = metadata.get("inferenceId", "")
+    if not isinstance(inference_id, str):
+        inference_id = str(inference_id)[:MAX_TEXT]
     output = _section(record, "endpointOutput", "OUTPUT", required=True)
     inputs = _section(record, "endpointInput", "INPUT", required=False)
     return Inference(
         time=time,
         event_id=event_id,
-        inference_id=inference_id if isinstance(inference_id, str) else str(inference_id),
+        inference_id=_text(inference_id, "eventMetadata.inferenceId"),
         probabilities=_probabilities(_decode_output(output)),
         input_bytes=_input_size(inputs),
-        input_content_type=str(inputs.get("observedContentType", "")),
+        input_content_type=_text(
+            str(inputs.get("observedContentType", "")), "endpointInput.observedContentType"
+        ),
     )

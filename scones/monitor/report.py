@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from scones.monitor.collect import Collector
+from scones.monitor.expected import ExpectedRate
 from scones.monitor.figures import Figures, draw_figures
 
 
@@ -26,6 +27,7 @@ class ReportContext:
     until: datetime | None
     max_review_rate: float | None
     generated: datetime
+    expected: ExpectedRate | None = None  # the model's review rate on its validation images
 
 
 def _fmt_time(value: float | datetime | None) -> str:
@@ -73,6 +75,10 @@ def summary_rows(collector: Collector, context: ReportContext) -> list[tuple[str
             f"{collector.review_rate:.1%} ({collector.review_count:,} below {collector.threshold:g})",
         ),
         (
+            "review rate expected",
+            context.expected.describe() if context.expected else "not known: give --model-metrics",
+        ),
+        (
             "alert above",
             "-" if context.max_review_rate is None else f"{context.max_review_rate:.1%}",
         ),
@@ -111,9 +117,12 @@ def render_html(
     if alert:
         parts.append(f'<p class="alert" id="alert"><strong>Alert:</strong> {esc(alert)}</p>')
     else:
+        expected = context.expected
         parts.append(
             f'<p class="ok">Review rate {collector.review_rate:.1%} '
-            f"(confidence below {collector.threshold:g}).</p>"
+            f"(confidence below {collector.threshold:g})"
+            + (f"; the model expected {expected.rate:.1%}" if expected else "")
+            + ".</p>"
         )
     parts.append('<h2>Summary</h2><table id="summary">')
     for label, value in summary_rows(collector, context):

@@ -19,6 +19,7 @@ from scones.monitor.capture import CaptureFile, in_window, list_source
 from scones.monitor.classes import classes_from_twin
 from scones.monitor.collect import Collector, Recorder, read_captures
 from scones.monitor.errors import MonitorUsageError, NoCapturesError
+from scones.monitor.expected import ExpectedRate, expected_from_twin, read_expected
 from scones.monitor.figures import Figures
 from scones.monitor.report import ReportContext, write_report
 
@@ -43,6 +44,7 @@ class MonitorOptions:
     twin_endpoints_dir: Path | None = None  # $SCONES_HOME/endpoints, for the twin's class names
     bucket: str = "auto"
     progress: bool = True
+    model_metrics: Path | None = None  # metrics.json / model folder / model.tar.gz
 
 
 @dataclass
@@ -55,6 +57,7 @@ class MonitorResult:
     written: list[Path] = field(default_factory=list)
     alert: str | None = None
     figures: Figures | None = None
+    expected: ExpectedRate | None = None  # the model's own review rate on its validation set
 
     def _repr_html_(self) -> str:
         """Jupyter: the totals and every figure inline (``scones.notebook.display``)."""
@@ -73,12 +76,15 @@ def run_monitor(
     ``NoCapturesError`` (nothing in the window) or ``MonitorUsageError``.
     """
     client = _once(s3_client)
+    expected = read_expected(options.model_metrics) if options.model_metrics else None
     files = select_files(options, client)
     output = _make_output(options.output)
     recorder = _write_tables(options, files, client, output)
     collector = recorder.collector
     classes = recorder.classes
     assert classes is not None  # _write_tables raises when nothing was read
+    if expected is None and options.twin_endpoints_dir is not None:
+        expected = expected_from_twin(options.twin_endpoints_dir, _endpoint_names(options, files))
     alert = review_alert(collector, options.max_review_rate)
     context = ReportContext(
         source=options.source,
@@ -88,6 +94,7 @@ def run_monitor(
         until=options.until,
         max_review_rate=options.max_review_rate,
         generated=datetime.now(UTC),
+        expected=expected,
     )
     figures, written = write_report(output, collector, context, bucket=options.bucket, alert=alert)
     written = [output / "inferences.csv", output / "parse_errors.csv", *written]
@@ -95,7 +102,9 @@ def run_monitor(
         "monitor report written",
         extra={"records": collector.count, "errors": collector.errors_total, "output": str(output)},
     )
-    return MonitorResult(collector, classes, recorder.classes_from, written, alert, figures)
+    return MonitorResult(
+        collector, classes, recorder.classes_from, written, alert, figures, expected
+    )
 
 
 def _once(factory: Callable[[], Any] | None) -> Callable[[], Any]:
@@ -140,11 +149,15 @@ def _initial_classes(
     if options.classes:
         return list(options.classes), options.classes_from
     if options.twin_endpoints_dir is not None:
-        names = {f.endpoint or (options.endpoint or "") for f in files}
-        twin = classes_from_twin(options.twin_endpoints_dir, names)
+        twin = classes_from_twin(options.twin_endpoints_dir, _endpoint_names(options, files))
         if twin:
             return twin
     return None, options.classes_from
+
+
+def _endpoint_names(options: MonitorOptions, files: Sequence[CaptureFile]) -> set[str]:
+    """The endpoints whose captures are read (from their paths, else ``--endpoint``)."""
+    return {f.endpoint or (options.endpoint or "") for f in files}
 
 
 def _make_output(output: Path) -> Path:
