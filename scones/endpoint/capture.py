@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scones.endpoint.spool import Spool, SpoolFile, count_records
+from scones.endpoint.spool import Spool, SpoolFile, count_records, spool_folder
 
 if TYPE_CHECKING:
     from scones.settings import Settings
@@ -138,14 +138,8 @@ class CaptureEvent:
     inference_id: str | None
 
 
-SPOOL_FOLDER = "capture"  # under the twin's state directory
 SPOOL_MB_ENV = "SCONES_CAPTURE_SPOOL_MB"
 ADOPT_EVERY = 10.0  # seconds between looks for a dead worker's spool files
-
-
-def spool_folder(settings: Settings) -> Path:
-    """Where the endpoint workers of a state directory spool their capture records."""
-    return settings.home / SPOOL_FOLDER
 
 
 def spool_line(event: CaptureEvent) -> bytes:
@@ -364,15 +358,20 @@ class CaptureWriter:
         woken = False
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_adopt:
-                self.adopt()
-                next_adopt = now + ADOPT_EVERY
-            if now >= next_ship or (woken and backoff == self.flush_interval):
-                ok = self.flush()
-                backoff = self.flush_interval if ok else min(backoff * 2, 30.0)
+            try:
+                if now >= next_adopt:
+                    self.adopt()
+                    next_adopt = now + ADOPT_EVERY
+                if now >= next_ship or (woken and backoff == self.flush_interval):
+                    ok = self.flush()
+                    backoff = self.flush_interval if ok else min(backoff * 2, 30.0)
+                    next_ship = time.monotonic() + backoff
+                else:  # S3 failing: keep rotating (and fsyncing) on schedule, ship later
+                    self.spool.rotate()
+            except Exception as exc:  # the disk (full, removed): the thread must go on
+                log.exception("capture thread error, will retry", extra={"error": str(exc)})
+                backoff = min(backoff * 2, 30.0)
                 next_ship = time.monotonic() + backoff
-            else:  # S3 failing: keep rotating (and fsyncing) on schedule, ship later
-                self.spool.rotate()
             woken = self._wake.wait(self.flush_interval)
             self._wake.clear()
 
@@ -383,9 +382,15 @@ class CaptureWriter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        while not (shipped := self.flush()) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        deadline, shipped = time.monotonic() + timeout, False
+        while not shipped and time.monotonic() < deadline:
+            try:
+                shipped = self.flush()
+            except Exception as exc:  # the disk: what is spooled stays for the next start
+                log.exception("capture flush error", extra={"error": str(exc)})
+                break
+            if not shipped:
+                time.sleep(0.5)
         self._log_lost()
         if not shipped:
             pending = sum(count_records(f.path) for f in self.spool.ready_files())

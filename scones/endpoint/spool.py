@@ -36,6 +36,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scones.settings import Settings
 
 log = logging.getLogger("scones.capture")
 
@@ -66,6 +70,11 @@ class SpoolFile:
     ident: Identity
     path: Path
     seq: int
+
+
+def spool_folder(settings: Settings) -> Path:
+    """Where the endpoint workers of a state directory spool their capture records."""
+    return settings.home / "capture"
 
 
 def _seq_name(wid: str, seq: int, state: str) -> str:
@@ -226,9 +235,10 @@ class Spool:
     def shipped(self, item: SpoolFile, records: int, torn: int, size: int) -> None:
         """Count ``item`` as shipped (saved before the file is removed), then remove it."""
         ident = item.ident
-        ident.shipped += records
-        ident.lost += torn
-        ident.last_seq = max(ident.last_seq, item.seq)
+        with self._mutex:  # the request path counts its losses in ``own`` too
+            ident.shipped += records
+            ident.lost += torn
+            ident.last_seq = max(ident.last_seq, item.seq)
         self.save_counts(ident)
         item.path.unlink(missing_ok=True)
         if ident is self.own:

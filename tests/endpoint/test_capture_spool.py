@@ -213,3 +213,30 @@ def test_the_background_thread_adopts_at_start(tmp_path: Path) -> None:
 
 def test_counts_of_a_missing_folder_are_zero(tmp_path: Path) -> None:
     assert read_counts(tmp_path / "none") == {"written": 0, "shipped": 0, "pending": 0, "lost": 0}
+
+
+def test_the_capture_thread_survives_a_disk_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = FakeS3()
+    writer = capture.CaptureWriter(lambda: s3, spool_dir=tmp_path, flush_interval=0.05)
+    real_rotate = writer.spool.rotate
+    failures: list[int] = []
+
+    def rotate_fails_once() -> None:
+        if not failures:
+            failures.append(1)
+            raise OSError(errno.EIO, "Input/output error")
+        real_rotate()
+
+    monkeypatch.setattr(writer.spool, "rotate", rotate_fails_once)
+    writer.submit(event(0))
+    writer.start()
+    try:
+        for _ in range(200):
+            if s3.event_ids():
+                break
+            threading.Event().wait(0.05)
+    finally:
+        assert writer.close(timeout=2)
+    assert failures and s3.event_ids() == ["event-0"]
