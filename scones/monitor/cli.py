@@ -250,7 +250,7 @@ def _print_summary(result: MonitorResult, output: Path) -> None:
     print(
         f"{c.count:,} inferences from {c.files_read:,} files; review rate {c.review_rate:.1%} "
         f"({c.review_count:,} below {c.threshold:g}"
-        + (f"; the model expected {result.expected.rate:.1%}" if result.expected else "")
+        + (f"; the model expected {result.expected.short(c.threshold)}" if result.expected else "")
         + f"); {c.errors_total:,} parse errors; "
         f"{c.outside_window:,} outside the window"
     )

@@ -36,6 +36,11 @@ class ExpectedRate:
     source: str
     images: int | None = None  # validation images it was measured on
 
+    def short(self, threshold: float) -> str:
+        """``8.0%``, with ``at 0.9`` added when measured at another threshold than ``threshold``."""
+        same = abs(self.threshold - threshold) < 1e-9
+        return f"{self.rate:.1%}" + ("" if same else f" at {self.threshold:g}")
+
     def describe(self) -> str:
         """One line for the report: ``8.0% at 0.93 on 2,000 validation images (where)``."""
         images = f" on {self.images:,} validation images" if self.images else ""

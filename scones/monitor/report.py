@@ -121,7 +121,7 @@ def render_html(
         parts.append(
             f'<p class="ok">Review rate {collector.review_rate:.1%} '
             f"(confidence below {collector.threshold:g})"
-            + (f"; the model expected {expected.rate:.1%}" if expected else "")
+            + (f"; the model expected {expected.short(collector.threshold)}" if expected else "")
             + ".</p>"
         )
     parts.append('<h2>Summary</h2><table id="summary">')
