@@ -122,10 +122,12 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(
-    member_logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0
+    member_logits: np.ndarray, labels: np.ndarray, lo: float = 0.5, hi: float = 10.0
 ) -> float:
     """The temperature T minimizing the NLL of ``ensemble_probs(member_logits, T)`` on held-out
-    images: a log-spaced grid, then golden-section refinement around its best point."""
+    images: a log-spaced grid, then golden-section refinement around its best point. T stays
+    in ``[lo, hi]``: when every held-out image is right the NLL falls without bound as T -> 0,
+    and a few held-out images must not make the model arbitrarily sure of itself."""
     grid = np.geomspace(lo, hi, 61)
     losses = [nll(ensemble_probs(member_logits, t), labels) for t in grid]
     i = int(np.argmin(losses))
