@@ -13,7 +13,7 @@ Files, per worker identity ``<wid>`` (``<pid>-<8 hex>``):
 - ``<wid>.lock``: ``flock``-ed for the worker's life. A lock another worker can take belongs
   to a dead worker: that worker *adopts* the identity (keeps the lock) and ships its files.
 - ``<wid>-<seq>.open`` / ``<wid>-<seq>.ready``: spooled records, one per line,
-  ``<JSON [destination, endpoint, variant, epoch ms]>\\t<capture record JSON>\\n``.
+  ``<epoch ms>\\t<JSON [destination, endpoint, variant]>\\t<capture record JSON>\\n``.
 - ``<wid>.counts``: ``{"shipped", "lost", "last_seq"}``; files are shipped in ``seq`` order, so
   every file with ``seq <= last_seq`` is in S3 (a crash between an upload and the removal of its
   file cannot ship or count it twice).
