@@ -5,6 +5,8 @@ captures it; two-class JSON probabilities) and runs ``scones monitor`` on each i
 so peak RSS is that run's own. Prints one table; the figures and report are part of every run.
 
 Usage: .venv/bin/python bench/bench_monitor.py [--sizes 10000,100000] [--per-file 50] [--keep DIR]
+       [--hostile]     also time the issue-14 hostile inputs (a 1970 record, year 9999, 100,000
+                       probabilities, 100,000-deep JSON, a 17 MiB line), each among 5 good records
        [--s3 BUCKET]   also upload each generated folder to s3://BUCKET/bench-monitor/ (boto3's
                        standard settings: after `eval "$(scones env)"` the twin's SeaweedFS) and
                        run the monitor on that prefix; the objects are deleted afterwards
@@ -86,6 +88,66 @@ def _record(rng: random.Random, payload: bytes, when: datetime) -> dict[str, obj
     )
 
 
+def _good(k: int) -> dict[str, object]:
+    from scones.endpoint.capture import capture_record
+
+    return capture_record(
+        input_data=b"png",
+        input_content_type="image/png",
+        output_data=b"[0.97, 0.03]",
+        output_content_type="application/json",
+        event_id=f"good-{k}",
+        inference_time=datetime(2026, 11, 27, 10, k, tzinfo=UTC),
+    )
+
+
+def hostile_cases(work: Path) -> list[tuple[str, Path]]:
+    """One folder per hostile input of issue 14: the bad line first, then 5 good records."""
+    from scones.endpoint.capture import capture_record
+
+    def output(probabilities: list[float], when: datetime) -> bytes:
+        record = capture_record(
+            input_data=b"png",
+            input_content_type="image/png",
+            output_data=json.dumps(probabilities).encode(),
+            output_content_type="application/json",
+            event_id="bad",
+            inference_time=when,
+        )
+        return json.dumps(record).encode()
+
+    ok = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    bad_lines = {
+        "a record dated 1970": output([0.9, 0.1], datetime(1970, 1, 1, tzinfo=UTC)),
+        "a record in year 9999": output([0.9, 0.1], datetime(9999, 12, 31, tzinfo=UTC)),
+        "100,000 probabilities": output([1e-5] * 100_000, ok),
+        "100,000-deep JSON": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        "a 17 MiB line": b'{"x": "' + b"a" * (17 << 20) + b'"}',
+    }
+    cases = []
+    for number, (label, bad) in enumerate(bad_lines.items()):
+        folder = work / f"hostile-{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        good = b"".join(json.dumps(_good(k)).encode() + b"\n" for k in range(5))
+        (folder / "captures.jsonl").write_bytes(bad + b"\n" + good)
+        cases.append((label, folder))
+    return cases
+
+
+def run_hostile(work: Path) -> None:
+    """Time each hostile case and print a table (seconds, peak RSS, parse errors, exit)."""
+    print()
+    print("hostile inputs (issue 14), each with 5 good records: one run each")
+    print(f"{'input':<24} {'seconds':>8} {'peak RSS MiB':>13} {'parse errors':>13} {'exit':>5}")
+    for label, folder in hostile_cases(work):
+        out = work / "out-hostile"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak, code = run_monitor(str(folder), out)
+        errors_csv = out / "parse_errors.csv"
+        errors = len(errors_csv.read_text().splitlines()) - 1 if errors_csv.exists() else -1
+        print(f"{label:<24} {seconds:>8.2f} {peak:>13.0f} {errors:>13} {code:>5}")
+
+
 def run_monitor(source: str, output: Path) -> tuple[float, float, int]:
     """Run ``scones monitor`` in a fresh process; return (seconds, peak RSS MiB, exit code)."""
     command = [
@@ -153,6 +215,7 @@ def main(argv: list[str]) -> int:
         help="runs per size; the median is shown (default %(default)s)",
     )
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    parser.add_argument("--hostile", action="store_true", help="also time the hostile inputs")
     parser.add_argument(
         "--s3", metavar="BUCKET", help="also run on an S3 copy in this (existing) bucket"
     )
@@ -226,6 +289,12 @@ def main(argv: list[str]) -> int:
         print(
             f"{label:<22} {size:>9,} {files:>7,} {mb:>7.1f} {seconds:>8.2f} {rate:>10,.0f} {peak:>13.0f} {code:>5}"
         )
+    if args.hostile:
+        hostile_work = Path(tempfile.mkdtemp(prefix="bench-monitor-hostile-"))
+        try:
+            run_hostile(hostile_work)
+        finally:
+            shutil.rmtree(hostile_work, ignore_errors=True)
     return 0 if all(r[-1] == 0 for r in rows) else 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,17 @@ def _classes_from_json(data: Any, where: str) -> list[str]:
 
 
 def classes_from_model(path: Path) -> list[str]:
-    """Read the class names from a ``model.tar.gz``'s ``classes.json``."""
+    """Read the class names from a ``model.tar.gz``'s ``classes.json`` (every member checked,
+    the file read up to 1 MiB: ``scones.archive``)."""
+    from scones.archive import UnsafeArchiveError, read_member
+
     try:
-        with tarfile.open(path, "r:*") as archive:
-            member = next(
-                (m for m in archive.getmembers() if m.name.removeprefix("./") == "classes.json"),
-                None,
-            )
-            handle = archive.extractfile(member) if member is not None else None
-            raw = handle.read() if handle is not None else None
+        raw = read_member(path, "classes.json")
     except FileNotFoundError:
         raise MonitorUsageError(f"--model {path}: no such file") from None
-    except (tarfile.TarError, OSError) as exc:
+    except UnsafeArchiveError as exc:
+        raise MonitorUsageError(f"--model {path}: unsafe archive ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise MonitorUsageError(f"--model {path}: not a readable tar archive ({exc})") from None
     if raw is None:
         raise MonitorUsageError(f"--model {path}: no classes.json file in the archive")
