@@ -169,6 +169,18 @@ def test_test_state_runs_the_real_filter_inferences_handler(aws: Any, cli_twin: 
     assert out["status"] == "SUCCEEDED", out
     assert json.loads(out["output"])["inferences"] == [0.97, 0.03]
     assert json.loads(out["inspectionData"]["input"]) == event
+    unsure = aws(
+        "stepfunctions",
+        "test-state",
+        "--definition",
+        deployed["definition"],
+        "--state-name",
+        "FilterInferences",
+        "--input",
+        json.dumps({**event, "inferences": [0.6, 0.4]}),
+    ).ok()
+    assert (unsure["status"], unsure["error"]) == ("CAUGHT_ERROR", "LowConfidenceError")
+    assert unsure["nextState"] == "RecordForHumanReview"
 
 
 def test_start_sync_execution_on_an_express_machine(aws: Any, role: str) -> None:

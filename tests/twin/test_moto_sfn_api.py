@@ -251,3 +251,18 @@ def test_what_moto_lacks_is_a_named_error_answered_once(
     assert response["Error"]["Message"].startswith("The offline twin does not implement")
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert response["ResponseMetadata"]["RetryAttempts"] == 0
+
+
+def test_test_state_reports_a_caught_error_and_the_catchers_next(sfn: Any) -> None:
+    missing = "arn:aws:lambda:us-east-1:123456789012:function:no-such-function"
+    state = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": missing},
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Review"}],
+        "End": True,
+    }
+    out = sfn.test_state(definition=json.dumps(state), input='{"a": 1}')
+    assert (out["status"], out["nextState"]) == ("CAUGHT_ERROR", "Review")
+    assert out["error"] == "Lambda.ResourceNotFoundException"
+    assert json.loads(out["output"])["err"]["Error"] == "Lambda.ResourceNotFoundException"
