@@ -329,7 +329,7 @@ class CaptureWriter:
             for ident in [i for i in self.spool.adopted.values()]:
                 self.spool.finish(ident)
             self.spool.save_counts(self.spool.own)
-            self._log_lost()
+            self.spool.log_lost()
             log.debug(
                 "capture flushed",
                 extra={
@@ -342,31 +342,9 @@ class CaptureWriter:
     def adopt(self) -> int:
         """Adopt the spools of dead workers; return how many records were waiting in them."""
         with self._flush_lock:
-            found = self.spool.adopt_orphans()
-        if not found:
-            return 0
-        waiting = 0
-        for item in self.spool.ready_files():
-            if item.ident in found:
-                waiting += count_records(item.path)
+            waiting = self.spool.adopt_orphans_logged()
         self.adopted_records += waiting
-        (log.warning if waiting else log.info)(
-            "capture: shipping the spooled records of stopped or dead workers",
-            extra={"workers": [i.wid for i in found], "records": waiting},
-        )
         return waiting
-
-    def _log_lost(self) -> None:
-        if self.spool.lost_unlogged:
-            log.error(
-                "capture records lost",
-                extra={
-                    "records": self.spool.lost_unlogged,
-                    "lost_total": self.spool.own.lost,
-                    "reason": self.spool.last_error,
-                },
-            )
-            self.spool.lost_unlogged = 0
 
     def _run(self) -> None:
         backoff = self.flush_interval
@@ -407,7 +385,7 @@ class CaptureWriter:
                 break
             if not shipped:
                 time.sleep(0.5)
-        self._log_lost()
+        self.spool.log_lost()
         if not shipped:
             pending = sum(count_records(f.path) for f in self.spool.ready_files())
             log.warning(

@@ -269,6 +269,32 @@ class Spool:
                 found.append(ident)
         return found
 
+    def adopt_orphans_logged(self) -> int:
+        """``adopt_orphans``, logged; return the records waiting in the adopted spools."""
+        found = self.adopt_orphans()
+        if not found:
+            return 0
+        wids = {i.wid for i in found}
+        waiting = sum(count_records(f.path) for f in self.ready_files() if f.ident.wid in wids)
+        (log.warning if waiting else log.info)(
+            "capture: shipping the spooled records of stopped or dead workers",
+            extra={"workers": sorted(wids), "records": waiting},
+        )
+        return waiting
+
+    def log_lost(self) -> None:
+        """Log the records lost since the last call (with the last reason), if any."""
+        if self.lost_unlogged:
+            log.error(
+                "capture records lost",
+                extra={
+                    "records": self.lost_unlogged,
+                    "lost_total": self.own.lost,
+                    "reason": self.last_error,
+                },
+            )
+            self.lost_unlogged = 0
+
     def _try_adopt(self, wid: str) -> Identity | None:
         lock_path = self.folder / f"{wid}.lock"
         try:
