@@ -1,10 +1,14 @@
 """The twin's Lambda + Step Functions service: moto with the ASL interpreter and our handlers.
 
 Run as ``python -m scones.twin.sfn_server`` (``scones up`` does it). It serves moto's API on
-``127.0.0.1:$SCONES_MOTO_PORT`` with the Step Functions interpreter on, every Lambda function
-bound to the real handler from template.yaml (``scones.twin.moto_binding``), moto's speed and
-memory fixed for a long run (``scones.twin.moto_fixes``), and the S3 -> state machine bridge
-(``scones.twin.bridge``) polling the deployed bucket's incoming prefix.
+``127.0.0.1:$SCONES_MOTO_PORT`` with the Step Functions interpreter on, each function that
+``scones deploy --local`` bound running the real handler from template.yaml and any other
+running its own zip (``scones.twin.moto_binding``), the Step Functions operations moto lacks
+(``scones.twin.sfn_api``), AWS's error for any other operation or service moto lacks
+(``scones.twin.aws_errors``), moto's speed and memory fixed for a long run
+(``scones.twin.moto_fixes``), and the S3 -> state machine bridge (``scones.twin.bridge``)
+polling the deployed bucket's incoming prefix. As ``scones env``'s catch-all endpoint it
+answers every AWS service without its own setting.
 
 The handlers run in this process and make their boto3 calls with the process environment, so
 it must hold ``settings.aws_env()`` (local S3 and endpoint); missing variables are filled in.
