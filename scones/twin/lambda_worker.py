@@ -55,6 +55,13 @@ def main() -> int:
         )
     else:
         result = lambda_runtime.invoke(handler, request["event"], context)
+    if result.is_error:  # the Python runtime logs an unhandled error
+        error = result.payload
+        trace = "".join(error.get("stackTrace") or [])
+        print(
+            f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{trace}",
+            file=sys.stderr,
+        )
     sys.stderr.flush()
     with os.fdopen(answer_fd, "w", encoding="utf-8") as answer:
         json.dump({"payload": result.payload, "is_error": result.is_error}, answer)

@@ -211,6 +211,10 @@ class BoundLambdaBackend(simple_models.LambdaSimpleBackend):
                 )
             else:
                 result = lambda_runtime.invoke(handler, event, context)
+            if result.is_error:  # the Python runtime logs an unhandled error, so does the twin
+                error = result.payload
+                trace = "".join(error.get("stackTrace") or [])
+                print(f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{trace}")
         return result, log.text
 
     def _run_zip(

@@ -124,6 +124,8 @@ def test_bytes_result_is_a_marshal_error(moto_server: Any) -> None:
     body = json.loads(out["Payload"].read())
     assert body["errorType"] == "Runtime.MarshalError"
     assert body["errorMessage"].startswith("Unable to marshal response: ")
+    tail = lam.invoke(FunctionName="raw-zip", Payload=b"{}", LogType="Tail")["LogResult"]
+    assert "[ERROR] Runtime.MarshalError: Unable to marshal" in base64.b64decode(tail).decode()
 
 
 def test_in_process_handler_bytes_result_is_a_marshal_error() -> None:
@@ -234,3 +236,21 @@ def test_test_state_runs_a_task_with_the_real_handler(
     result = json.loads(out["output"])["out"]
     assert result == {"x": 2, "greeting": "hello", "fn": "scones-Ok"}  # the sample app's handler
     assert json.loads(out["inspectionData"]["input"]) == {"x": 2}
+
+
+def test_a_bound_handler_returns_its_log_tail(
+    moto_server: Any, app_root: Path, settings_for: Any, tmp_path: Path
+) -> None:
+    lam, _, arns, _ = deploy_sample(settings_for(app_root))
+    counter = tmp_path / "counter"
+    out = lam.invoke(
+        FunctionName=arns["FlakyFunction"],
+        Payload=json.dumps({"counter": str(counter), "fatal": True}).encode(),
+        LogType="Tail",
+    )
+    assert out["FunctionError"] == "Unhandled"
+    request_id = json.loads(out["Payload"].read())["requestId"]
+    log = base64.b64decode(out["LogResult"]).decode()
+    assert log.startswith(f"START RequestId: {request_id} Version: $LATEST\n")
+    assert f"\nEND RequestId: {request_id}\n" in log and "\tDuration: " in log
+    assert "[ERROR] FatalError: fatal on call 1\n" in log
