@@ -181,11 +181,12 @@ def workflow_rates(photos: int, repeats: int, concurrency: int, work: Path) -> l
     os.environ.update({"SCONES_HOME": str(work / "home"), **services.free_ports()})
     os.chdir(ROOT)
     from scones.cli import main as scones
-    from scones.settings import Settings
+    from scones.settings import Settings, ensure_secret
     from scones.twin.classify import classify, upload_images
     from scones.twin.clients import twin_clients
     from scones.twin.deploy import read_deployed
 
+    ensure_secret(Settings.from_env().home)  # what `scones up` would write: read it before up
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())
     rows = []

@@ -119,11 +119,12 @@ def main() -> int:
     )
     os.chdir(ROOT)
     from scones.cli import main as scones
-    from scones.settings import Settings
+    from scones.settings import Settings, ensure_secret
     from scones.twin.classify import classify, upload_images
     from scones.twin.clients import twin_clients
     from scones.twin.deploy import read_deployed
 
+    ensure_secret(Settings.from_env().home)  # what `scones up` would write: read it before up
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())
     rows: list[tuple[str, str]] = []

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+
+#: The twin's secret key when no credentials file exists yet (tests' private twins). ``scones up``
+#: replaces it with a random secret per install (``$SCONES_HOME/credentials.json``), so a web page
+#: or program that read this repository cannot sign requests to a user's twin.
+DEFAULT_SECRET = "scones-local-secret"
+CREDENTIALS_FILE = "credentials.json"
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -50,7 +58,7 @@ class Settings:
     endpoint_port: int = 8080
     region: str = "us-east-1"
     access_key_id: str = "scones"
-    secret_access_key: str = "scones-local-secret"
+    secret_access_key: str = DEFAULT_SECRET
     endpoint_workers: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -68,7 +76,13 @@ class Settings:
             endpoint_port=int(env.get("SCONES_ENDPOINT_PORT", 8080)),
             region=env.get("SCONES_REGION", "us-east-1"),
             endpoint_workers=int(env.get("SCONES_ENDPOINT_WORKERS", 2)),
+            secret_access_key=env.get("SCONES_SECRET_ACCESS_KEY") or read_secret(home),
         )
+
+    @property
+    def credentials_file(self) -> Path:
+        """The per-install secret ``scones up`` writes (read by ``from_env``)."""
+        return self.home / CREDENTIALS_FILE
 
     @property
     def s3_url(self) -> str:
@@ -118,3 +132,29 @@ class Settings:
             "AWS_ENDPOINT_URL_STS": self.moto_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH": self.moto_url,  # the endpoint's Invocations metric
         }
+
+
+def read_secret(home: Path) -> str:
+    """The secret in ``home/credentials.json``, or ``DEFAULT_SECRET`` when there is none."""
+    try:
+        value = json.loads((home / CREDENTIALS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return DEFAULT_SECRET
+    secret = value.get("secret_access_key") if isinstance(value, dict) else None
+    return secret if isinstance(secret, str) and secret else DEFAULT_SECRET
+
+
+def ensure_secret(home: Path) -> bool:
+    """Write a random secret to ``home/credentials.json`` (mode 0600) unless one exists.
+
+    Returns True when it wrote one. ``scones up`` calls it before starting anything.
+    """
+    path = home / CREDENTIALS_FILE
+    if path.exists():
+        return False
+    home.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"secret_access_key": secrets.token_urlsafe(30)}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(data)
+    return True

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.errors import EXIT_FAILED, CommandError, ErrorTable, user_errors
-from scones.settings import Settings
+from scones.settings import Settings, ensure_secret
 from scones.twin import services
 from scones.twin.classify import classify
 from scones.twin.deploy import deploy_local
@@ -97,7 +97,12 @@ def _mib(n: int) -> str:
 
 @user_errors(_service_errors)
 def _cmd_up(args: argparse.Namespace) -> int:
-    missing = services.up(Settings.from_env(), only=args.only)
+    settings = Settings.from_env()
+    running = any(services.running_pid(settings, s) for s in services.available_services())
+    # a random secret per install (kept across restarts); never swapped under running services
+    if not running and ensure_secret(settings.home):
+        settings = Settings.from_env()
+    missing = services.up(settings, only=args.only)
     for why in missing:
         print(f"scones up: {why}", file=sys.stderr)
     return 1 if missing else 0

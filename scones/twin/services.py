@@ -244,6 +244,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "SCONES_ENDPOINT_PORT": str(settings.endpoint_port),
             "SCONES_REGION": settings.region,
             "SCONES_ENDPOINT_WORKERS": str(settings.endpoint_workers),
+            "SCONES_SECRET_ACCESS_KEY": settings.secret_access_key,
             "MOTO_PORT": str(settings.moto_port),
             "PYTHONUNBUFFERED": "1",
         }

@@ -132,6 +132,7 @@ def cli_twin(aws_cli: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         try:
             if main(["up"]) != 0:
                 pytest.fail(f"scones up failed; logs in {home / 'logs'}")
+            settings = Settings.from_env()  # `scones up` wrote this install's random secret
             if main(["deploy", "--local", "--model", str(model)]) != 0:
                 pytest.fail("scones deploy --local failed")
             yield CliTwin(settings, scones_env_exports(scones), home)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from scones.settings import Settings
+from scones.settings import Settings, ensure_secret
 from scones.twin import services
 
 
@@ -68,6 +68,7 @@ def _twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
 
     home = tmp_path_factory.mktemp("scones-home")
     scones = twin_environ(home)
+    ensure_secret(home)  # as `scones up` does: the private twin gets its own random secret
     with _environ(scones):
         settings = Settings.from_env()
     variables = twin_variables(settings, scones)
