@@ -96,7 +96,10 @@ class EndpointServer:
                 return plain_error(exc)
         if path == "/" and method == "POST":  # SageMaker's control plane (JSON 1.1 protocol)
             target = request_headers(scope).get("x-amz-target", "")
-            body, _ = await read_body(receive)
+            try:
+                body, _ = await read_body(receive)
+            except HttpError as exc:
+                return aws_error(exc)
             loop = asyncio.get_running_loop()  # the registry reads and deletes files
             return await loop.run_in_executor(None, control.handle, self.settings, target, body)
         try:

@@ -62,6 +62,13 @@ class PayloadTooLargeError(HttpError):
     code = "413"
 
 
+class ClientDisconnectedError(HttpError):
+    """The client went away before its request body was complete: nothing is run or captured."""
+
+    status = 400
+    code = "ClientDisconnected"
+
+
 class UnknownOperationError(HttpError):
     """No route for the method and path."""
 
@@ -151,13 +158,17 @@ def request_headers(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(receive: Receive) -> tuple[bytes, bool]:
-    """Read the whole request body; past the limit keep reading but drop it (True = too big)."""
+    """Read the whole request body; past the limit keep reading but drop it (True = too big).
+
+    Raises ``ClientDisconnectedError`` when the client leaves (or the read deadline closes the
+    connection) before the body is complete, so a partial body never reaches the model.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnectedError("the client disconnected before the body was complete")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size <= MAX_BODY_BYTES:

@@ -398,3 +398,28 @@ def test_a_model_error_may_carry_its_own_status() -> None:
     assert status_of(Toolkit()) == 422
     assert status_of(NotAStatus()) == 400  # falls back to the class names
     assert status_of(KeyError("x")) == 500
+
+
+def test_a_client_that_leaves_mid_body_runs_nothing_and_captures_nothing(
+    app: es.EndpointServer,
+) -> None:
+    messages = [{"type": "http.request", "body": b"2", "more_body": True}]  # "21" cut short
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/endpoints/ep/invocations",
+        "headers": [(b"content-type", b"text/plain")],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert dict(sent[0]["headers"])[b"x-amzn-errortype"] == b"ClientDisconnected"
+    assert app.writer.events == []  # type: ignore[union-attr]
+    assert invoke(app, b"21")[0] == 200  # the next whole request is served
