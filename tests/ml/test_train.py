@@ -313,3 +313,38 @@ def test_cli_outside_the_project_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("scones train: ") and "ml/train.py not found" in err
     assert "Traceback" not in err and script.TRAIN_MODULE not in sys.modules
+
+
+def test_single_member_without_holdout_and_the_other_recipe_options(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """--members 1 --holdout 0: no temperature (T = 1), no validation, no review rate to expect;
+    --ema and --label-smoothing (measured in docs/ml.md, off by default) still train."""
+    report = train_local(
+        tiny_data,
+        tmp_path,
+        epochs=2,
+        seed=0,
+        extra=[
+            *FAST,
+            "--members",
+            "1",
+            "--holdout",
+            "0",
+            "--ema",
+            "0.9",
+            "--label-smoothing",
+            "0.1",
+        ],
+        progress=False,
+    )
+    assert report["temperature"] == 1.0 and report["n_holdout"] == 0 and report["n_train"] == 32
+    assert report["validation"] is None and report["expected_review_rate"] is None
+    assert report["accuracy"] == report["uncalibrated"]["accuracy"] and len(report["members"]) == 1
+    assert report["hyperparameters"]["ema"] == 0.9
+    assert report["onnx_max_abs_diff"] < 1e-4
+
+
+def test_holdout_out_of_range_is_named(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(train.TrainingDataError, match="--holdout must be in"):
+        train_local(tiny_data, tmp_path, epochs=1, extra=[*FAST, "--holdout", "1"], progress=False)
