@@ -132,3 +132,39 @@ def test_a_bomb_far_over_the_limit_says_the_limit(serialize: ModuleType) -> None
         serialize.serialize(data)
     assert str(caught.value).endswith(" (limit 50.3 MP)")
     assert "200000000 pixels" in str(caught.value)
+
+
+def test_alpha_is_dropped_before_the_reduction_as_the_endpoint_does(serialize: ModuleType) -> None:
+    """Transparent pixels keep their colour, as in the endpoint's ``convert("RGB")``."""
+    buffer = io.BytesIO()
+    Image.new("RGBA", (480, 480), (250, 20, 20, 0)).save(buffer, "PNG")
+    sent, keys = serialize.serialize(padded_past_inline(buffer.getvalue()))
+    assert keys["reduced"] is True
+    with Image.open(io.BytesIO(sent)) as small:
+        assert (small.mode, small.size) == ("RGB", (240, 240))
+        assert small.getpixel((120, 120)) == (250, 20, 20)
+
+
+def test_a_palette_image_is_reduced_in_rgb(serialize: ModuleType) -> None:
+    """A 1-pixel black and white checkerboard halves to grey, as the endpoint sees it."""
+    board = Image.new("P", (480, 480))
+    board.putpalette([0, 0, 0, 255, 255, 255])
+    board.putdata([(x + y) % 2 for y in range(480) for x in range(480)])
+    buffer = io.BytesIO()
+    board.save(buffer, "PNG")
+    sent, keys = serialize.serialize(padded_past_inline(buffer.getvalue()))
+    assert keys["reduced"] is True
+    with Image.open(io.BytesIO(sent)) as small:
+        red, green, blue = small.getpixel((120, 120))
+    assert 100 <= red <= 156 and red == green == blue
+
+
+def padded_past_inline(data: bytes) -> bytes:
+    """``data`` (a PNG) made one byte longer than SerializeImage sends as it is."""
+    total = (256 * 1024 - 8 * 1024) // 4 * 3 + 1
+    head, iend = data[:-12], data[-12:]
+    body = b"pad\x00" + b"x" * (total - len(data) - 12 - 4)
+    chunk = b"tEXt" + body
+    out = head + struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + iend
+    assert len(out) == total
+    return out
