@@ -4,8 +4,9 @@ each kind injected along the way (issue 14), then the accounting.
 Faults, each once, when the given share of the batch has ended:
   10 % S3 (SeaweedFS) restart, down 5 s      40 % sfn server restart (classify rides it out)
   25 % kill -9 of one endpoint worker         55 % SIGTERM of the endpoint while S3 is down
-  33 % endpoint restart                       70 % sfn server stopped for good: classify stops
-                                                   early; it is started again and the same
+  33 % endpoint restart                       70 % sfn server stopped and the user presses
+                                                   Ctrl-C: classify stops early with a report;
+                                                   the sfn server is started again and the same
                                                    classify resumes
 Prints images in, outcomes out, executions started (and restarted after the sfn server lost
 them), results reused on resume, Data Capture records on S3 (and answered images without one,
@@ -44,17 +45,19 @@ def _faults(settings: Settings) -> list[tuple[float, str, Callable[[], object]]]
         services.start_service(settings, service("s3"))
         wait_healthy(settings, "s3")
 
+    def sfn_stopped_and_ctrl_c() -> None:
+        import _thread
+
+        services.stop_service(settings, service("sfn"))
+        _thread.interrupt_main()  # KeyboardInterrupt in classify, as Ctrl-C would raise
+
     return [
         (0.10, "S3 restart (down 5 s)", lambda: restart(settings, "s3", down_s=5)),
         (0.25, "endpoint worker kill -9", lambda: kill_one_worker(settings)),
         (0.33, "endpoint restart", lambda: restart(settings, "endpoint")),
         (0.40, "sfn server restart", lambda: restart(settings, "sfn", down_s=2)),
         (0.55, "endpoint SIGTERM with S3 down", s3_down_endpoint_sigterm),
-        (
-            0.70,
-            "sfn server stopped (resume)",
-            lambda: services.stop_service(settings, service("sfn")),
-        ),
+        (0.70, "sfn server stopped + Ctrl-C (resume)", sfn_stopped_and_ctrl_c),
     ]
 
 
@@ -126,7 +129,7 @@ def main() -> int:
             concurrency=args.concurrency,
             progress=True,
             on_result=on_result,
-            wait_s=5,
+            wait_s=120,
         )
         for thread in threads:
             thread.join(timeout=120)
@@ -135,7 +138,16 @@ def main() -> int:
             print(f"classify stopped early: {first.stopped}; {first.unfinished} left", flush=True)
             services.start_service(settings, service("sfn"))
             wait_healthy(settings, "sfn")
-            runs.append(classify(settings, source, concurrency=args.concurrency, progress=True))
+            runs.append(
+                classify(
+                    settings,
+                    source,
+                    concurrency=args.concurrency,
+                    progress=True,
+                    on_result=on_result,
+                    wait_s=120,
+                )
+            )
         seconds = time.monotonic() - t0
         final = runs[-1]
         counts = final.counts()
