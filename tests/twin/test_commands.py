@@ -378,7 +378,7 @@ def test_classify_stops_early_with_what_ended_and_resumes_without_redoing(
     journal = Journal(tmp_path / "journal.jsonl").load()  # a new process: read from disk
     assert set(k for _, k, _ in journal.entries) == ended
     second = DyingStepFunctions(_script(keys))  # restarted: knows no execution
-    flight, again = _flight(second), []
+    flight, again = _flight(second), list[Any]()
     assert (
         classify_module._run_resiliently(flight, objects, CLASSES, options, journal, again) is None
     )
