@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "stack"))  # faults_helpers: shared with the fault suite
 
-from scones.settings import Settings  # noqa: E402 - after the path above
+from scones.settings import Settings, ensure_secret  # noqa: E402 - after the path above
 
 
 def _faults(settings: Settings) -> list[tuple[float, str, Callable[[], object]]]:
@@ -85,6 +85,7 @@ def main() -> int:
     from scones.twin.clients import twin_clients
     from scones.twin.deploy import read_deployed
 
+    ensure_secret(Settings.from_env().home)  # what `scones up` would write: read it before up
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())
     try:
