@@ -154,6 +154,12 @@ def test_event_object_messages(
     assert str(caught.value) == message
 
 
+def test_event_object_adds_no_hint_unless_given(common: ModuleType) -> None:
+    with pytest.raises(common.InvalidEventError) as caught:
+        common.event_object({"b": 1}, "a")
+    assert str(caught.value) == "event is missing a"
+
+
 def test_event_object_returns_the_event(common: ModuleType) -> None:
     event = {"a": 1, "b": None}
     assert common.event_object(event, "a", "b") is event

@@ -168,3 +168,34 @@ def padded_past_inline(data: bytes) -> bytes:
     out = head + struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + iend
     assert len(out) == total
     return out
+
+
+def test_a_small_heic_is_read_when_pillow_heif_is_there(serialize: ModuleType) -> None:
+    """HEIC decodes through pillow-heif (requirements.txt), and is sent on as an RGB PNG."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "HEIF")
+    assert serialize.heif_supported() is True
+    sent, keys = serialize.serialize(buffer.getvalue())
+    assert keys["original_format"] == "HEIF" and keys["reduced"] is True
+    with Image.open(io.BytesIO(sent)) as small:
+        assert (small.format, small.size) == ("PNG", (64, 48))
+
+
+def test_without_pillow_heif_only_heic_is_named_so(
+    serialize: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serialize, "heif_supported", lambda: False)
+    heic = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 16
+    with pytest.raises(serialize.NotAnImageError) as caught:
+        serialize.serialize(heic)
+    assert str(caught.value) == "HEIC/HEIF images are not supported here"
+    for other in (
+        b"\x00\x00\x00\x18ftypavif" + b"\x00" * 16,
+        b"\x00\x00\x00\x18qqqqheic" + b"\x00" * 16,
+    ):
+        with pytest.raises(serialize.NotAnImageError) as caught:
+            serialize.serialize(other)
+        assert str(caught.value).startswith("the object is not a PNG, JPEG, WebP, GIF, BMP, TIFF")
