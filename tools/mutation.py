@@ -13,7 +13,9 @@ together), ``mutation-scores.json`` (the same counts per file and in total, with
 ``project/`` prints its diff). The score is mutmut's: (killed + timeout) / (total - skipped).
 
 Usage: ``python tools/mutation.py [--rev REV] [--workdir DIR] [--max-children N]
-[--deselect NODE_ID ...]`` (``make mutation MUTATION_ARGS="..."``)
+[--deselect NODE_ID ...] [--resume]`` (``make mutation MUTATION_ARGS="..."``). ``--resume``
+keeps the last copy and its results, takes ``tests/`` anew and tests again only the mutants not
+killed: the loop for writing tests against survivors.
 """
 
 from __future__ import annotations
@@ -92,12 +94,34 @@ def deselect(project: Path, node_ids: list[str]) -> None:
     path.write_text(text.replace(marker, marker + lines, 1))
 
 
-def run_mutmut(project: Path, max_children: int, log: Path) -> int:
+def sync_tests(project: Path, rev: str | None) -> None:
+    """Replace the copy's ``tests/`` with the working tree's (or ``rev``'s), for ``--resume``."""
+    fresh = project.parent / "tests-fresh"
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    copy_project(fresh, rev, {"source_paths": [], "also_copy": []})
+    shutil.rmtree(project / "tests")
+    shutil.move(fresh / "tests", project / "tests")
+    shutil.rmtree(fresh)
+
+
+def not_killed(project: Path, files: list[str]) -> list[str]:
+    """The mutants of ``files`` that the last run did not kill (survived, no tests, ...)."""
+    names = []
+    for path in files:
+        meta = json.loads((project / "mutants" / f"{path}.meta").read_text())
+        for name, code in meta["exit_code_by_key"].items():
+            if code is not None and STATUS.get(code, "suspicious") not in ("killed", "timeout"):
+                names.append(name)
+    return names
+
+
+def run_mutmut(project: Path, max_children: int, log: Path, names: list[str] | None = None) -> int:
     """``mutmut run`` in ``project``, its output kept in ``log``; its exit status.
 
     mutmut redraws one progress line with ``\\r``; it is shown here every 30 s at most.
     """
-    command = [str(BIN / "mutmut"), "run", "--max-children", str(max_children)]
+    command = [str(BIN / "mutmut"), "run", "--max-children", str(max_children), *(names or [])]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     shown = 0.0
     with log.open("wb") as out:
@@ -181,16 +205,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NODE_ID",
         help="leave these tests out (a known failure being fixed elsewhere); recorded in the JSON",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the last run's copy and results; take the tests anew and test again only "
+        "the mutants it did not kill (after writing tests for them)",
+    )
     args = parser.parse_args(argv)
     config = mutmut_config()
     workdir: Path = args.workdir.resolve()
     project = workdir / "project"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    copy_project(project, args.rev, config)
-    if args.deselect:
-        deselect(project, args.deselect)
-    status = run_mutmut(project, args.max_children, workdir / "mutmut-run.log")
+    names: list[str] = []
+    if args.resume and (project / "mutants").is_dir():
+        sync_tests(project, args.rev)
+        names = not_killed(project, list(config["only_mutate"]))
+        if not names:
+            print("every mutant of the last run was killed: nothing to test again")
+    else:
+        copy_project(project, args.rev, config)
+        if args.deselect:
+            deselect(project, args.deselect)
+    status = 0
+    if names or not args.resume:
+        status = run_mutmut(project, args.max_children, workdir / "mutmut-run.log", names)
     if status != 0:
         print(f"mutmut run failed (exit {status}); its output: {workdir / 'mutmut-run.log'}")
         return status
@@ -207,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = round(time.monotonic() - started, 1)
     result["rev"] = args.rev or "working tree"
     result["deselected"] = args.deselect
+    result["resumed"] = bool(args.resume)
     (workdir / "mutation-scores.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"\n{result['wall_s']:.0f} s; mutmut's stats: {workdir / 'mutmut-cicd-stats.json'}")
