@@ -520,3 +520,16 @@ def test_the_endpoints_pixel_limit_on_both_sides(
             assert (small.size, small.mode) == ((240, 240), "RGB")  # REDUCED_SIDE, aspect kept
     else:
         assert sent == data
+
+
+def test_truncated_images_allowed_elsewhere_in_the_process_is_named(
+    serialize: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(serialize.ConfigurationError) as caught:
+        serialize.serialize(png((8, 8)))
+    assert str(caught.value) == (
+        "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on here: truncated images would decode"
+    )
