@@ -28,6 +28,9 @@ class MemberRecipe:
     label_smoothing: float = 0.0
     ema: float = 0.0  # EMA decay per step (0: off); the EMA weights are the ones kept
     distill: float = 0.0  # weight of the teacher's soft targets in the loss (0: off)
+    cutmix: float = 0.0  # probability that a batch is CutMix-ed (0: off)
+    jitter: float = 0.0  # per-image brightness shift and contrast scale, +- this (0: off)
+    swa: float = 0.0  # share of the last epochs whose end-of-epoch weights are averaged (0: off)
 
 
 @dataclass
@@ -56,6 +59,38 @@ def augment(batch: Any, gen: Any) -> Any:
     return padded[
         torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols
     ]
+
+
+def color_jitter(batch: Any, strength: float, gen: Any) -> Any:
+    """Per-image contrast scale and brightness shift, both uniform in +-``strength`` (on the
+    normalized batch, so a shift of 0.2 is a fifth of a channel's standard deviation)."""
+    import torch
+
+    b = batch.shape[0]
+    scale = 1.0 + strength * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    shift = strength * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    return (batch - mean) * scale + mean + shift
+
+
+def cutmix(batch: Any, labels: Any, gen: Any) -> tuple[Any, Any, float]:
+    """CutMix: a box (area share drawn uniformly) of each image replaced by the same box of
+    another image of the batch. Returns the mixed batch, the other images' labels and the
+    share ``lam`` of each image that is still its own."""
+    import torch
+
+    b, _, h, w = batch.shape
+    perm = torch.randperm(b, generator=gen)
+    cut = math.sqrt(1.0 - float(torch.rand(1, generator=gen)))
+    ch, cw = int(h * cut), int(w * cut)
+    cy = int(torch.randint(0, h, (1,), generator=gen))
+    cx = int(torch.randint(0, w, (1,), generator=gen))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    mixed = batch.clone()
+    mixed[:, :, y0:y1, x0:x1] = batch[perm, :, y0:y1, x0:x1]
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    return mixed, labels[perm], lam
 
 
 def one_cycle(step: int, total: int, warmup: float = 0.25, floor: float = 0.04) -> float:
@@ -130,6 +165,8 @@ def train_member(
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
+    swa = None
+    swa_from = recipe.epochs - max(1, round(recipe.epochs * recipe.swa)) if recipe.swa > 0 else 0
     history = []
     t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(recipe.epochs):
@@ -138,14 +175,23 @@ def train_member(
         loss_sum, n_right = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
-            xb = augment(x[idx], gen).to(device)
-            yb = y[idx].to(device)
+            xb = augment(x[idx], gen)
+            if recipe.jitter > 0:
+                xb = color_jitter(xb, recipe.jitter, gen)
+            yb = y[idx]
+            other, lam = None, 1.0
+            if recipe.cutmix > 0 and float(torch.rand(1, generator=gen)) < recipe.cutmix:
+                xb, other, lam = cutmix(xb, yb, gen)
+                other = other.to(device)
+            xb, yb = xb.to(device), yb.to(device)
             soft = None
             if teacher is not None:
                 with torch.no_grad():
                     soft = teacher(xb)
             logits = net(xb)
             loss = _loss(logits, yb, recipe, soft)
+            if other is not None:
+                loss = lam * loss + (1 - lam) * _loss(logits, other, recipe, soft)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -161,13 +207,36 @@ def train_member(
         )
         if progress is not None:
             progress.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        if recipe.swa > 0 and epoch >= swa_from:
+            swa = _swa_update(swa, net)
     kept = net if ema is None else ema.module
+    if swa is not None:
+        kept = swa[1]
     return TrainedMember(
         net=kept.eval(),
         history=history,
         seconds=time.perf_counter() - t0,
         cpu_seconds=time.process_time() - c0,
     )
+
+
+def _swa_update(swa: Any, net: Any) -> Any:
+    """Add ``net``'s weights and float buffers (BatchNorm statistics) to the running
+    equal-weight average; ``swa`` is ``(count, averaged copy of net)`` or None."""
+    import copy
+
+    import torch
+
+    if swa is None:
+        return (1, copy.deepcopy(net))
+    count, avg = swa
+    with torch.no_grad():
+        for mine, theirs in zip(avg.state_dict().values(), net.state_dict().values(), strict=True):
+            if mine.is_floating_point():
+                mine.mul_(count / (count + 1)).add_(theirs, alpha=1 / (count + 1))
+            else:
+                mine.copy_(theirs)
+    return (count + 1, avg)
 
 
 def progress_bar(enabled: bool, total: int) -> Any:

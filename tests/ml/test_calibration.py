@@ -122,3 +122,51 @@ def test_report_png(tmp_path: Path) -> None:
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 2 * img.size[1] * 0.8
         assert len(img.getcolors(100000) or []) > 3  # something was drawn
+
+
+def test_cutmix_pastes_one_box_and_reports_the_share_kept() -> None:
+    import torch
+
+    batch = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 32, 32).clone()
+    labels = torch.tensor([0, 1, 0, 1])
+    for seed in range(20):
+        mixed, other, lam = recipe.cutmix(batch, labels, torch.Generator().manual_seed(seed))
+        assert mixed.shape == batch.shape and 0.0 <= lam <= 1.0
+        checked = 0
+        for i in range(4):
+            own = (mixed[i] == i).float().mean().item()
+            values = mixed[i].unique()
+            foreign = values[values != i]
+            assert len(foreign) <= 1  # one box, from one other image
+            if len(foreign):  # the box's pixels and label come from that image
+                source = int(foreign[0])
+                assert own == pytest.approx(lam) and int(other[i]) == int(labels[source])
+                checked += 1
+        assert lam == 1.0 or checked or torch.equal(mixed, batch)
+
+
+def test_jitter_scales_contrast_and_shifts_brightness_within_bounds() -> None:
+    import torch
+
+    batch = torch.randn(64, 3, 8, 8)
+    out = recipe.color_jitter(batch, 0.2, torch.Generator().manual_seed(0))
+    mean_in, mean_out = batch.mean(dim=(1, 2, 3)), out.mean(dim=(1, 2, 3))
+    assert (mean_out - mean_in).abs().max() <= 0.2 + 1e-5
+    ratio = (out - mean_out.view(-1, 1, 1, 1)).std(dim=(1, 2, 3)) / batch.std(dim=(1, 2, 3))
+    assert ratio.min() >= 0.8 - 1e-4 and ratio.max() <= 1.2 + 1e-4 and ratio.std() > 0.01
+
+
+def test_swa_is_the_equal_weight_average_of_the_snapshots() -> None:
+    import torch
+
+    nets = [network.build_model(2, 4) for _ in range(3)]
+    swa = None
+    for net in nets:
+        swa = recipe._swa_update(swa, net)
+    assert swa is not None and swa[0] == 3
+    for key, value in swa[1].state_dict().items():
+        values = [net.state_dict()[key] for net in nets]
+        if value.is_floating_point():
+            assert torch.allclose(value, torch.stack(values).mean(0), atol=1e-6)
+        else:
+            assert torch.equal(value, values[-1])

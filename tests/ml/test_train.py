@@ -319,7 +319,8 @@ def test_single_member_without_holdout_and_the_other_recipe_options(
     tiny_data: Path, tmp_path: Path
 ) -> None:
     """--members 1 --holdout 0: no temperature (T = 1), no validation, no review rate to expect;
-    --ema and --label-smoothing (measured in docs/ml.md, off by default) still train."""
+    --ema, --label-smoothing, --jitter and --swa (measured in docs/ml.md, off by default) and
+    --cutmix 1 still train."""
     report = train_local(
         tiny_data,
         tmp_path,
@@ -335,16 +336,31 @@ def test_single_member_without_holdout_and_the_other_recipe_options(
             "0.9",
             "--label-smoothing",
             "0.1",
+            "--cutmix",
+            "1",
+            "--jitter",
+            "0.2",
+            "--swa",
+            "0.5",
         ],
         progress=False,
     )
     assert report["temperature"] == 1.0 and report["n_holdout"] == 0 and report["n_train"] == 32
     assert report["validation"] is None and report["expected_review_rate"] is None
     assert report["accuracy"] == report["uncalibrated"]["accuracy"] and len(report["members"]) == 1
-    assert report["hyperparameters"]["ema"] == 0.9
+    hp = report["hyperparameters"]
+    assert (hp["ema"], hp["cutmix"], hp["jitter"], hp["swa"]) == (0.9, 1.0, 0.2, 0.5)
     assert report["onnx_max_abs_diff"] < 1e-4
 
 
 def test_holdout_out_of_range_is_named(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(train.TrainingDataError, match="--holdout must be in"):
         train_local(tiny_data, tmp_path, epochs=1, extra=[*FAST, "--holdout", "1"], progress=False)
+
+
+@pytest.mark.parametrize("flag", [("--cutmix", "1.5"), ("--swa", "-0.1"), ("--jitter", "-1")])
+def test_recipe_option_out_of_range_is_named(
+    tiny_data: Path, tmp_path: Path, flag: tuple[str, str]
+) -> None:
+    with pytest.raises(train.TrainingDataError, match="--cutmix and --swa must be in"):
+        train_local(tiny_data, tmp_path, epochs=1, extra=[*FAST, *flag], progress=False)
