@@ -155,7 +155,9 @@ def test_a_palette_image_is_reduced_in_rgb(serialize: ModuleType) -> None:
     sent, keys = serialize.serialize(padded_past_inline(buffer.getvalue()))
     assert keys["reduced"] is True
     with Image.open(io.BytesIO(sent)) as small:
-        red, green, blue = small.getpixel((120, 120))
+        pixel = small.getpixel((120, 120))
+    assert isinstance(pixel, tuple)
+    red, green, blue = pixel
     assert 100 <= red <= 156 and red == green == blue
 
 
