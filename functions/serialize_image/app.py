@@ -40,8 +40,9 @@ HARD_MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_IMAGE_PIXELS = 8192 * 6144
 #: Longest side of a reduced copy; a 240 x 240 RGB PNG is at most 173 KB (fits the state).
 REDUCED_SIDE = 240
-#: The endpoint refuses images above this many pixels (ml/serving/inference.py).
-ENDPOINT_MAX_PIXELS = 4096 * 4096
+#: The endpoint refuses images above this many pixels before decoding them (ml/serving/inference.py,
+#: ``SCONES_MAX_IMAGE_PIXELS``): larger ones are sent as the reduced copy.
+ENDPOINT_MAX_PIXELS = 1024 * 1024
 #: The Pillow openers allowed -> the format name reported.
 FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP"}
 FORMATS |= {"TIFF": "TIFF", "HEIF": "HEIF"}

@@ -220,7 +220,7 @@ def test_the_megapixels_in_the_message_are_rounded_from_the_pixel_count(
 # the slowest last: mutmut stops at the first failing test
 
 
-@pytest.mark.parametrize(("size", "reduced"), [((4096, 4096), False), ((4097, 4096), True)])
+@pytest.mark.parametrize(("size", "reduced"), [((1024, 1024), False), ((1025, 1024), True)])
 def test_the_endpoints_pixel_limit_on_both_sides(
     serialize: ModuleType, size: tuple[int, int], reduced: bool
 ) -> None:
