@@ -82,12 +82,12 @@ $(SAM_VENV)/wheels/.fetched: functions/serialize_image/requirements.txt | $(SAM_
 	touch $@
 
 format: install ## Format the code
-	$(BIN)/ruff format scones ml functions tests bench
-	$(BIN)/ruff check --fix scones ml functions tests bench
+	$(BIN)/ruff format scones ml functions tests bench tools
+	$(BIN)/ruff check --fix scones ml functions tests bench tools
 
 lint: install ## Check formatting and lint
-	$(BIN)/ruff format --check scones ml functions tests bench
-	$(BIN)/ruff check scones ml functions tests bench
+	$(BIN)/ruff format --check scones ml functions tests bench tools
+	$(BIN)/ruff check scones ml functions tests bench tools
 
 types: install ## Type-check
 	$(BIN)/mypy
