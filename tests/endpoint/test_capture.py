@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from capture_helpers import FakeS3
 
 from scones.endpoint import capture
 from scones.endpoint.spool import read_counts
@@ -88,24 +89,6 @@ def test_encodings_follow_content_types() -> None:
         "inferenceId": "my-id",
         "inferenceTime": "2026-01-01T00:00:00Z",
     }
-
-
-class FakeS3:
-    """Records put_object calls; fails while ``down`` is set."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-        self.down = False
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def put_object(self, **kwargs: Any) -> dict[str, Any]:
-        with self.lock:
-            self.calls += 1
-            if self.down:
-                raise ConnectionError("S3 is down")
-            self.objects[(kwargs["Bucket"], kwargs["Key"])] = kwargs["Body"]
-        return {}
 
 
 def event(

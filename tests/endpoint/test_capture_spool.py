@@ -10,30 +10,16 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+import capture_helpers
 import pytest
 
 from scones.endpoint import capture, spool
 from scones.endpoint.spool import read_counts
 
 
-class FakeS3:
-    """put_object into a dict; fails while ``down``."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-        self.down = False
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def put_object(self, **kwargs: Any) -> dict[str, Any]:
-        with self.lock:
-            self.calls += 1
-            if self.down:
-                raise ConnectionError("S3 is down")
-            self.objects[(kwargs["Bucket"], kwargs["Key"])] = kwargs["Body"]
-        return {}
+class FakeS3(capture_helpers.FakeS3):
+    """The shared fake, which also lists the capture event ids it holds."""
 
     def event_ids(self) -> list[str]:
         return [
