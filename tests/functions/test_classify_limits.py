@@ -7,39 +7,18 @@ clients: no network.
 
 from __future__ import annotations
 
-import io
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
-
-ENDPOINT = "scones-image-classifier"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from limits_helpers import ENDPOINT, PNG_MAGIC, answer
 
 
 @pytest.fixture
 def runtime(aws_env: None) -> Any:
     return boto3.client("sagemaker-runtime", region_name="us-east-1")
-
-
-def answer(stub: Stubber, body: bytes, image: bytes | None = None) -> None:
-    """Queue one InvokeEndpoint answer (the request checked when ``image`` is given)."""
-    expected = None
-    if image is not None:
-        expected = {
-            "EndpointName": ENDPOINT,
-            "ContentType": "image/png",
-            "Accept": "application/json",
-            "Body": image,
-        }
-    stub.add_response(
-        "invoke_endpoint",
-        {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"},
-        expected,
-    )
 
 
 # ------------------------------------------------------------------------------ the event

@@ -13,29 +13,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from limits_helpers import ENDPOINT, PNG_MAGIC, answer
 
 from scones.twin.lambda_runtime import LambdaContext
-
-ENDPOINT = "scones-image-classifier"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def answer(stub: Stubber, body: bytes, image: bytes) -> None:
-    """Queue one InvokeEndpoint answer for exactly this request."""
-    expected = {
-        "EndpointName": ENDPOINT,
-        "ContentType": "image/png",
-        "Accept": "application/json",
-        "Body": image,
-    }
-    stub.add_response(
-        "invoke_endpoint",
-        {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"},
-        expected,
-    )
-
 
 # ------------------------------------------------------------------------------ the retry plan
 

@@ -10,29 +10,12 @@ import io
 import struct
 import zlib
 from types import ModuleType
-from typing import Any
 
 import pytest
+from limits_helpers import png, png_header
 from PIL import Image
 
 MIB = 1024 * 1024
-
-
-def png(size: tuple[int, int], mode: str = "RGB", **save: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, 90).save(buffer, "PNG", **save)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG declaring ``width`` x ``height`` RGB whose pixel data stops after a few bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
 
 
 def padded(data: bytes, total: int) -> bytes:

@@ -7,34 +7,14 @@ docs/testing.md). In-process fake S3 clients: no network.
 from __future__ import annotations
 
 import base64
-import io
 import logging
-import struct
-import zlib
 from types import ModuleType
 from typing import Any
 
 import pytest
-from PIL import Image
+from limits_helpers import png, png_header
 
 from scones.twin.lambda_runtime import LambdaContext
-
-
-def png(size: tuple[int, int], mode: str = "RGB", **save: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, 90).save(buffer, "PNG", **save)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG declaring ``width`` x ``height`` RGB whose pixel data stops after a few bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
 
 
 class Body:
