@@ -87,15 +87,9 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument("--calibrate", type=int, default=1, help="1: fit the temperature (holdout)")
     p.add_argument("--label-smoothing", "--label_smoothing", type=float, default=0.0)
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay per step (0: off)")
-    p.add_argument(
-        "--cutmix", type=float, default=0.5, help="share of batches that are CutMix-ed (0: off)"
-    )
-    p.add_argument(
-        "--jitter", type=float, default=0.0, help="brightness/contrast jitter, +- this (0: off)"
-    )
-    p.add_argument(
-        "--swa", type=float, default=0.0, help="share of last epochs whose weights are averaged"
-    )
+    p.add_argument("--cutmix", type=float, default=0.5, help="share of batches CutMix-ed")
+    p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter +-")
+    p.add_argument("--swa", type=float, default=0.0, help="share of last epochs averaged (SWA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
