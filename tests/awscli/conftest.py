@@ -127,16 +127,18 @@ def cli_twin(aws_cli: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     home = tmp_path_factory.mktemp("awscli-home")
     scones = {"SCONES_HOME": str(home), **services.free_ports(), "SCONES_BRIDGE": "0"}
     model = build_tiny_model(tmp_path_factory.mktemp("awscli-model"))
-    with _environ(scones):
-        settings = Settings.from_env()
-        try:
+    # the SCONES_* variables are in os.environ only while scones commands run: a session
+    # fixture that kept them (SCONES_BRIDGE=0 among them) would leak into later tiers' twins
+    try:
+        with _environ(scones):
             if main(["up"]) != 0:
                 pytest.fail(f"scones up failed; logs in {home / 'logs'}")
             settings = Settings.from_env()  # `scones up` wrote this install's random secret
             if main(["deploy", "--local", "--model", str(model)]) != 0:
                 pytest.fail("scones deploy --local failed")
-            yield CliTwin(settings, scones_env_exports(scones), home)
-        finally:
+        yield CliTwin(settings, scones_env_exports(scones), home)
+    finally:
+        with _environ(scones):
             main(["down"])
 
 

@@ -34,6 +34,7 @@ def twin_environ(home: Path) -> dict[str, str]:
         "SCONES_HOME": str(home),
         **services.free_ports(),
         "SCONES_CAPTURE_FLUSH_SECONDS": "1",
+        "SCONES_BRIDGE": "1",  # whatever an earlier tier left in the environment
     }
 
 
