@@ -247,7 +247,9 @@ def progress_bar(enabled: bool, total: int) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="step", desc="train", file=sys.stderr)
+    # on a terminal a live bar; in a log (CI, SageMaker's CloudWatch) one line every 30 s
+    interval = 0.1 if sys.stderr.isatty() else 30.0
+    return tqdm(total=total, unit="step", desc="train", file=sys.stderr, mininterval=interval)
 
 
 def predict_logits(nets: list[Any], x: Any, device: Any, batch_size: int = 256) -> np.ndarray:

@@ -22,6 +22,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -153,7 +154,9 @@ def download(
                 raise ArchiveNotFoundError(f"cannot download {url}: {exc}") from None
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc="download") as bar:
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc="download", mininterval=_interval()
+                ) as bar:
                     while block := response.read(1 << 20):
                         out.write(block)
                         digest.update(block)
@@ -311,7 +314,9 @@ def extract(
         s = splits[split]
         plan.append((split, [i for i, f in enumerate(s.fine_labels) if f in label_of]))
     total = sum(len(rows) for _, rows in plan)
-    with tqdm(total=total, unit="img", desc="etl", disable=not progress) as bar:
+    with tqdm(
+        total=total, unit="img", desc="etl", disable=not progress, mininterval=_interval()
+    ) as bar:
         for split, rows in plan:
             s = splits[split]
             folder = output / split
@@ -365,7 +370,9 @@ def upload_tree(
             existing[obj["Key"]] = (int(obj["Size"]), str(obj.get("ETag", "")).strip('"'))
     result = UploadResult()
     items = sorted(files)
-    for path in tqdm(items, unit="file", desc="upload", disable=not progress):
+    for path in tqdm(
+        items, unit="file", desc="upload", disable=not progress, mininterval=_interval()
+    ):
         key = key_prefix + path.relative_to(root).as_posix()
         have = existing.get(key)
         if have and have[0] == path.stat().st_size and have[1] == _local_md5(path):
@@ -377,3 +384,8 @@ def upload_tree(
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
         result.uploaded += 1
     return result
+
+
+def _interval() -> float:
+    """Seconds between progress updates: live on a terminal, one line per 30 s in a log."""
+    return 0.1 if sys.stderr.isatty() else 30.0
