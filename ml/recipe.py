@@ -206,7 +206,7 @@ def train_member(
             {"epoch": epoch + 1, "loss": loss_sum / len(x), "train_accuracy": n_right / len(x)}
         )
         if progress is not None:
-            progress.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            progress.set_postfix(loss=f"{history[-1]['loss']:.3f}", refresh=False)
         if recipe.swa > 0 and epoch >= swa_from:
             swa = _swa_update(swa, net)
     kept = net if ema is None else ema.module
