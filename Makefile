@@ -158,7 +158,7 @@ status: ## Show the offline twin's services
 	$(SCONES) status
 
 mutation: install ## Mutation-test the handlers (mutmut on a copy; 20-30 min; not in `make test`)
-	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
+	SCONES_SHARED_DATA=$(abspath ../shared/data) $(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 bench: install ## Run the benchmarks (slow; prints tables)
 	$(BIN)/python bench/run_all.py

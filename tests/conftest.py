@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # The shared data beside the checkout (../shared/data, see its README): read in place, never copied.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# $SCONES_SHARED_DATA names it for a copy of the tests elsewhere (`make mutation` passes it).
+SHARED_DATA = Path(
+    os.environ.get("SCONES_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def shared_data_path(*parts: str) -> Path:

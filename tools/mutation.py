@@ -77,10 +77,6 @@ def copy_project(dest: Path, rev: str | None, config: dict[str, Any]) -> None:
             if source.is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, dest / name)
-    # tests/conftest.py finds ../shared/data beside the checkout; mutmut runs them in mutants/
-    shared = ROOT.parent / "shared"
-    if shared.is_dir():
-        (dest / "shared").symlink_to(shared)
 
 
 def deselect(project: Path, node_ids: list[str]) -> None:
