@@ -98,13 +98,6 @@ def port_in_use(host: str, port: int) -> bool:
     return not bindable(host, port)  # as servers do: SO_REUSEADDR, so TIME_WAIT is fine
 
 
-def any_free_port(host: str) -> int:
-    """A port the system hands out as free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def tail(path: Path, lines: int = 3) -> str:
     """The last ``lines`` lines of a log file on one line (empty when it cannot be read)."""
     try:

@@ -36,7 +36,6 @@ from scones.errors import CommandError
 from scones.settings import Settings
 from scones.twin.processes import (
     alive,
-    any_free_port,
     bindable,
     cmdline,
     port_in_use,
@@ -54,30 +53,59 @@ class ServiceError(CommandError, RuntimeError):
     """A service could not be started or stopped; the message says what to do."""
 
 
+def ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _weed_block(s3_port: int) -> list[int]:
+    """Every port ``weed mini`` binds for an S3 port: the port, the next ones, admin gRPC."""
+    block = [s3_port + i for i in range(WEED_EXTRA_PORTS + 1)]
+    return [*block, s3_port + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET]
+
+
 def free_ports(host: str = "127.0.0.1") -> dict[str, str]:
     """``SCONES_*_PORT`` values for a second twin beside the first (tests, benchmarks).
 
-    The S3 port is chosen so that SeaweedFS's whole block (the port, the next
-    ``WEED_EXTRA_PORTS`` and its admin gRPC port) is free, below the ephemeral range.
+    Every port lies below the ephemeral range: a port there can be taken at any moment by
+    one of the many outgoing connections a test makes, and a service restarted by a fault test
+    would then find its port taken (a CI run lost SeaweedFS that way: its admin gRPC port,
+    S3 port + 10008, was in the range). SeaweedFS's whole block must be free.
     """
     import random
 
     rng = random.Random()
+    top = min(ephemeral_low(), 65536)
+    low = 10000
+    if top - WEED_EXTRA_PORTS - WEED_ADMIN_GRPC_OFFSET - 1 <= low:
+        raise ServiceError(f"the ephemeral port range starts at {top}: no room below it")
+    taken: set[int] = set()
     s3_port = None
-    for _ in range(200):
-        p = rng.randrange(20000, 30000)
-        block = [p + i for i in range(WEED_EXTRA_PORTS + 1)]
-        block.append(p + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET)
-        if all(bindable(host, port) for port in block):
+    for _ in range(400):
+        p = rng.randrange(low, top - WEED_EXTRA_PORTS - WEED_ADMIN_GRPC_OFFSET - 1)
+        if all(bindable(host, port) for port in _weed_block(p)):
             s3_port = p
+            taken.update(_weed_block(p))
             break
     if s3_port is None:
-        raise ServiceError("no free block of ports for SeaweedFS")
-
+        raise ServiceError("no free block of ports for SeaweedFS below the ephemeral range")
+    singles: list[int] = []
+    for _ in range(400):
+        p = rng.randrange(low, top)
+        if p not in taken and bindable(host, p):
+            singles.append(p)
+            taken.add(p)
+            if len(singles) == 2:
+                break
+    if len(singles) < 2:
+        raise ServiceError("no free ports below the ephemeral range")
     return {
         "SCONES_S3_PORT": str(s3_port),
-        "SCONES_MOTO_PORT": str(any_free_port(host)),
-        "SCONES_ENDPOINT_PORT": str(any_free_port(host)),
+        "SCONES_MOTO_PORT": str(singles[0]),
+        "SCONES_ENDPOINT_PORT": str(singles[1]),
     }
 
 
@@ -108,10 +136,7 @@ def find_weed() -> Path | None:
 
 
 def _weed_ports(settings: Settings) -> list[int]:
-    p = settings.s3_port
-    return [p + i for i in range(1, WEED_EXTRA_PORTS + 1)] + [
-        p + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET
-    ]
+    return _weed_block(settings.s3_port)[1:]
 
 
 def _weed_command(settings: Settings) -> list[str]:
@@ -264,9 +289,15 @@ def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
         raise ServiceError(f"{service.name}: cannot start: {why}")
     for port in [service.port(settings), *service.extra_ports(settings)]:
         if port_in_use(settings.host, port):
+            hint = ""
+            if port >= ephemeral_low():
+                hint = (
+                    f" (ports from {ephemeral_low()} up are handed to outgoing connections "
+                    "and can be taken at any time: choose one below)"
+                )
             raise ServiceError(
                 f"{service.name}: port {port} on {settings.host} is taken by another program; "
-                f"stop it or set {service.setting or 'another port'}"
+                f"stop it or set {service.setting or 'another port'}{hint}"
             )
     for folder in ("pids", "logs", "s3"):
         (settings.home / folder).mkdir(parents=True, exist_ok=True)

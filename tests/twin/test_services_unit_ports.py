@@ -18,3 +18,23 @@ def test_free_ports_gives_a_free_seaweedfs_block_and_distinct_ports() -> None:
     for port in block:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # raises if taken
+
+
+def test_free_ports_stay_below_the_ephemeral_range() -> None:
+    """A port in the range can be taken by any outgoing connection while a fault test has the
+    service down; SeaweedFS's admin gRPC port (S3 + 10008) was, and CI lost S3."""
+    low = services.ephemeral_low()
+    for _ in range(20):
+        ports = services.free_ports()
+        s3 = int(ports["SCONES_S3_PORT"])
+        assert s3 + services.WEED_EXTRA_PORTS + services.WEED_ADMIN_GRPC_OFFSET < low
+        assert int(ports["SCONES_MOTO_PORT"]) < low
+        assert int(ports["SCONES_ENDPOINT_PORT"]) < low
+
+
+def test_ephemeral_low_reads_the_kernel_range() -> None:
+    low = services.ephemeral_low()
+    assert 1024 <= low <= 65535
+    with socket.socket() as sock:  # the kernel's own pick lies at or above it
+        sock.bind(("127.0.0.1", 0))
+        assert sock.getsockname()[1] >= low
