@@ -279,6 +279,16 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _still_in_use(host: str, port: int, grace_s: float = 3.0) -> bool:
+    """True when ``port`` stays taken for ``grace_s`` (a process just stopped may hold it)."""
+    deadline = time.monotonic() + grace_s
+    while port_in_use(host, port):
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
     """Start ``service`` unless it runs; wait until it answers. Return (pid, started_now)."""
     pid = running_pid(settings, service)
@@ -288,7 +298,7 @@ def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
     if why:
         raise ServiceError(f"{service.name}: cannot start: {why}")
     for port in [service.port(settings), *service.extra_ports(settings)]:
-        if port_in_use(settings.host, port):
+        if _still_in_use(settings.host, port):
             hint = ""
             if port >= ephemeral_low():
                 hint = (

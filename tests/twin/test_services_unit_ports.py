@@ -38,3 +38,17 @@ def test_ephemeral_low_reads_the_kernel_range() -> None:
     with socket.socket() as sock:  # the kernel's own pick lies at or above it
         sock.bind(("127.0.0.1", 0))
         assert sock.getsockname()[1] >= low
+
+
+def test_a_port_freed_within_the_grace_counts_as_free() -> None:
+    """A service just stopped may hold its port a moment; a restart waits that out."""
+    import threading
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert services._still_in_use("127.0.0.1", port, grace_s=0.3)  # held throughout
+    threading.Timer(0.5, listener.close).start()
+    assert not services._still_in_use("127.0.0.1", port, grace_s=5.0)
