@@ -140,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     parser.add_argument("--members", type=int, help="ensemble members (default: train.py's)")
     parser.add_argument("--width", type=int, help="member width (default: train.py's)")
+    parser.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more train.py argument, e.g. --train-arg=--scale=0.2 (repeatable)",
+    )
     args = parser.parse_args(argv)
     if not args.archive.is_file():
         print(f"bench_model: archive not found: {args.archive}", file=sys.stderr)
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--{flag}={value}"
                 for flag in ("threads", "members", "width")
                 if (value := getattr(args, flag))
-            ]
+            ] + list(args.train_arg)
             print(f"training seed {seed} ...", file=sys.stderr, flush=True)
             report = train_local(
                 data,

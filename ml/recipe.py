@@ -31,6 +31,7 @@ class MemberRecipe:
     cutmix: float = 0.0  # probability that a batch is CutMix-ed (0: off)
     jitter: float = 0.0  # per-image brightness shift and contrast scale, +- this (0: off)
     swa: float = 0.0  # share of the last epochs whose end-of-epoch weights are averaged (0: off)
+    scale: float = 0.0  # random zoom in [1 - scale, 1 + scale] with shift and flip (0: crops)
 
 
 @dataclass
@@ -59,6 +60,24 @@ def augment(batch: Any, gen: Any) -> Any:
     return padded[
         torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols
     ]
+
+
+def scale_augment(batch: Any, scale: float, gen: Any) -> Any:
+    """Random zoom (uniform in ``1 +- scale``), shift (up to 4 pixels each way) and horizontal
+    flip of a float batch ``[B, 3, 32, 32]`` in one resampling; borders are reflected."""
+    import torch
+    import torch.nn.functional as F
+
+    b, _, h, w = batch.shape
+    zoom = 1.0 + scale * (2 * torch.rand(b, generator=gen) - 1)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    shift = (2 * torch.rand(b, 2, generator=gen) - 1) * (8.0 / w)  # 4 px in [-1, 1] units
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = flip / zoom
+    theta[:, 1, 1] = 1.0 / zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, padding_mode="reflection", align_corners=False)
 
 
 def color_jitter(batch: Any, strength: float, gen: Any) -> Any:
@@ -175,7 +194,7 @@ def train_member(
         loss_sum, n_right = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
-            xb = augment(x[idx], gen)
+            xb = scale_augment(x[idx], recipe.scale, gen) if recipe.scale else augment(x[idx], gen)
             if recipe.jitter > 0:
                 xb = color_jitter(xb, recipe.jitter, gen)
             yb = y[idx]

@@ -90,6 +90,9 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument("--cutmix", type=float, default=0.5, help="share of batches CutMix-ed")
     p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter +-")
     p.add_argument("--swa", type=float, default=0.0, help="share of last epochs averaged (SWA)")
+    p.add_argument(
+        "--scale", type=float, default=0.0, help="random zoom +- this instead of crops (0: off)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
@@ -204,6 +207,7 @@ def member_recipe(args: Any) -> MemberRecipe:
         cutmix=args.cutmix,
         jitter=args.jitter,
         swa=args.swa,
+        scale=args.scale,
     )
 
 
@@ -268,7 +272,16 @@ def evaluate(
             k: getattr(args, k)
             for k in (
                 *("epochs", "batch_size", "lr", "weight_decay", "width", "members", "holdout"),
-                *("calibrate", "label_smoothing", "ema", "cutmix", "jitter", "swa", "seed"),
+                *(
+                    "calibrate",
+                    "label_smoothing",
+                    "ema",
+                    "cutmix",
+                    "jitter",
+                    "swa",
+                    "scale",
+                    "seed",
+                ),
                 "tta",
             )
         },
@@ -375,6 +388,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         raise TrainingDataError("epochs, batch size, width and members must be at least 1")
     if not (0.0 <= args.cutmix <= 1.0 and 0.0 <= args.swa <= 1.0 and args.jitter >= 0.0):
         raise TrainingDataError("--cutmix and --swa must be in [0, 1], --jitter at least 0")
+    if not 0.0 <= args.scale < 1.0:
+        raise TrainingDataError(f"--scale must be in [0, 1), got {args.scale}")
     if not 0.0 <= args.holdout < 1.0:
         raise TrainingDataError(f"--holdout must be in [0, 1), got {args.holdout}")
     data = load_data(Path(args.train), Path(args.test), torch)

@@ -170,3 +170,20 @@ def test_swa_is_the_equal_weight_average_of_the_snapshots() -> None:
             assert torch.allclose(value, torch.stack(values).mean(0), atol=1e-6)
         else:
             assert torch.equal(value, values[-1])
+
+
+def test_scale_augment_zooms_shifts_and_flips_within_bounds() -> None:
+    import torch
+
+    # a horizontal ramp: flipping reverses its slope; zoom changes it; shift moves its mean
+    ramp = torch.linspace(-1, 1, 32).view(1, 1, 1, 32).expand(256, 3, 32, 32).clone()
+    out = recipe.scale_augment(ramp, 0.3, torch.Generator().manual_seed(0))
+    assert out.shape == ramp.shape
+    centre = out[:, 0, 16, 8:24]  # away from the reflected borders
+    slope = (centre[:, -1] - centre[:, 0]) / (ramp[0, 0, 16, 23] - ramp[0, 0, 16, 8])
+    flipped = slope < 0
+    assert 0.35 < flipped.float().mean() < 0.65  # about half are mirrored
+    zoom = 1 / slope.abs()  # content magnified m times has its ramp m times flatter
+    assert zoom.min() >= 0.7 - 1e-3 and zoom.max() <= 1.3 + 1e-3 and zoom.std() > 0.05
+    again = recipe.scale_augment(ramp, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # the generator decides

@@ -353,6 +353,11 @@ def test_single_member_without_holdout_and_the_other_recipe_options(
     assert report["onnx_max_abs_diff"] < 1e-4
 
 
+def test_scale_out_of_range_is_named(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(train.TrainingDataError, match="--scale must be in"):
+        train_local(tiny_data, tmp_path, epochs=1, extra=[*FAST, "--scale", "1"], progress=False)
+
+
 def test_holdout_out_of_range_is_named(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(train.TrainingDataError, match="--holdout must be in"):
         train_local(tiny_data, tmp_path, epochs=1, extra=[*FAST, "--holdout", "1"], progress=False)
