@@ -266,7 +266,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from scones.twin import services
+    from scones.twin import ports
 
     work = Path(tempfile.mkdtemp(prefix="bench-console-"))
     os.environ.update(
@@ -274,7 +274,7 @@ def main() -> int:
             "SCONES_HOME": str(work / "home"),
             "SCONES_SFN_KEEP_EXECUTIONS": str(args.executions + args.images),
             "SCONES_BRIDGE": "0",
-            **services.free_ports(),
+            **ports.free_ports(),
         }
     )
     os.chdir(ROOT)

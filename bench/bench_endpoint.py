@@ -192,12 +192,12 @@ def rss_mib(pid: int) -> float:
 def private_twin(home: Path) -> Iterator[tuple[Any, dict[str, int]]]:
     """Start every available twin service in ``home`` on free ports; stop them at the end."""
     from scones.settings import Settings
-    from scones.twin import services
+    from scones.twin import ports, services
 
     os.environ.update(
         {
             "SCONES_HOME": str(home),
-            **services.free_ports(),
+            **ports.free_ports(),
         }
     )
     settings = Settings.from_env()

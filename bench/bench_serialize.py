@@ -176,9 +176,9 @@ def measure(paths: dict[str, Path], runs: int) -> list[str]:
 
 def workflow_rates(photos: int, repeats: int, concurrency: int, work: Path) -> list[str]:
     """executions/s of the deployed workflow for 12 MP photos and for CIFAR-size PNGs."""
-    from scones.twin import services
+    from scones.twin import ports
 
-    os.environ.update({"SCONES_HOME": str(work / "home"), **services.free_ports()})
+    os.environ.update({"SCONES_HOME": str(work / "home"), **ports.free_ports()})
     os.chdir(ROOT)
     from scones.cli import main as scones
     from scones.settings import Settings, ensure_secret

@@ -108,13 +108,13 @@ def main() -> int:
         print(f"missing {ARCHIVE}", file=sys.stderr)
         return 2
 
-    from scones.twin import services
+    from scones.twin import ports, services
 
     work = Path(tempfile.mkdtemp(prefix="bench-workflow-"))
     os.environ.update(
         {
             "SCONES_HOME": str(work / "home"),
-            **services.free_ports(),
+            **ports.free_ports(),
         }
     )
     os.chdir(ROOT)

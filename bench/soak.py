@@ -70,12 +70,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
-    from scones.twin import services
+    from scones.twin import ports, services
 
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     os.environ.update(
         {"SCONES_HOME": str(work / "home"), "SCONES_CAPTURE_FLUSH_SECONDS": "1"}
-        | services.free_ports()
+        | ports.free_ports()
     )
     os.chdir(ROOT)
     from faults_helpers import capture_counts, capture_records, service, upload_batch, wait_healthy

@@ -11,7 +11,8 @@ Three processes, each bound to 127.0.0.1, with PID files in ``$SCONES_HOME/pids`
   ``SCONES_ENDPOINT_PORT``.
 
 The commands that print are in ``scones.twin.cli``; the /proc and socket helpers in
-``scones.twin.processes``.
+``scones.twin.processes``; which ports SeaweedFS binds and how a private twin picks free ones
+(``free_ports``) in ``scones.twin.ports``.
 """
 
 from __future__ import annotations
@@ -34,79 +35,23 @@ from pathlib import Path
 
 from scones.errors import CommandError
 from scones.settings import Settings
+from scones.twin.ports import (
+    still_in_use,
+    taken_hint,
+    weed_block,
+)
 from scones.twin.processes import (
     alive,
-    bindable,
     cmdline,
-    port_in_use,
     process_tree,
     reap,
     rss_bytes,
     tail,
 )
 
-WEED_EXTRA_PORTS = 8  # weed mini's master, volume, filer, admin (+ gRPC) after the S3 port
-WEED_ADMIN_GRPC_OFFSET = 10000
-
 
 class ServiceError(CommandError, RuntimeError):
     """A service could not be started or stopped; the message says what to do."""
-
-
-def ephemeral_low() -> int:
-    """The first port the kernel hands to outgoing connections (32768 when it cannot be read)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _weed_block(s3_port: int) -> list[int]:
-    """Every port ``weed mini`` binds for an S3 port: the port, the next ones, admin gRPC."""
-    block = [s3_port + i for i in range(WEED_EXTRA_PORTS + 1)]
-    return [*block, s3_port + WEED_EXTRA_PORTS + WEED_ADMIN_GRPC_OFFSET]
-
-
-def free_ports(host: str = "127.0.0.1") -> dict[str, str]:
-    """``SCONES_*_PORT`` values for a second twin beside the first (tests, benchmarks).
-
-    Every port lies below the ephemeral range: a port there can be taken at any moment by
-    one of the many outgoing connections a test makes, and a service restarted by a fault test
-    would then find its port taken (a CI run lost SeaweedFS that way: its admin gRPC port,
-    S3 port + 10008, was in the range). SeaweedFS's whole block must be free.
-    """
-    import random
-
-    rng = random.Random()
-    top = min(ephemeral_low(), 65536)
-    low = 10000
-    if top - WEED_EXTRA_PORTS - WEED_ADMIN_GRPC_OFFSET - 1 <= low:
-        raise ServiceError(f"the ephemeral port range starts at {top}: no room below it")
-    taken: set[int] = set()
-    s3_port = None
-    for _ in range(400):
-        p = rng.randrange(low, top - WEED_EXTRA_PORTS - WEED_ADMIN_GRPC_OFFSET - 1)
-        if all(bindable(host, port) for port in _weed_block(p)):
-            s3_port = p
-            taken.update(_weed_block(p))
-            break
-    if s3_port is None:
-        raise ServiceError("no free block of ports for SeaweedFS below the ephemeral range")
-    singles: list[int] = []
-    for _ in range(400):
-        p = rng.randrange(low, top)
-        if p not in taken and bindable(host, p):
-            singles.append(p)
-            taken.add(p)
-            if len(singles) == 2:
-                break
-    if len(singles) < 2:
-        raise ServiceError("no free ports below the ephemeral range")
-    return {
-        "SCONES_S3_PORT": str(s3_port),
-        "SCONES_MOTO_PORT": str(singles[0]),
-        "SCONES_ENDPOINT_PORT": str(singles[1]),
-    }
 
 
 @dataclass(frozen=True)
@@ -136,7 +81,7 @@ def find_weed() -> Path | None:
 
 
 def _weed_ports(settings: Settings) -> list[int]:
-    return _weed_block(settings.s3_port)[1:]
+    return weed_block(settings.s3_port)[1:]
 
 
 def _weed_command(settings: Settings) -> list[str]:
@@ -279,16 +224,6 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _still_in_use(host: str, port: int, grace_s: float = 3.0) -> bool:
-    """True when ``port`` stays taken for ``grace_s`` (a process just stopped may hold it)."""
-    deadline = time.monotonic() + grace_s
-    while port_in_use(host, port):
-        if time.monotonic() >= deadline:
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
     """Start ``service`` unless it runs; wait until it answers. Return (pid, started_now)."""
     pid = running_pid(settings, service)
@@ -298,16 +233,10 @@ def start_service(settings: Settings, service: Service) -> tuple[int, bool]:
     if why:
         raise ServiceError(f"{service.name}: cannot start: {why}")
     for port in [service.port(settings), *service.extra_ports(settings)]:
-        if _still_in_use(settings.host, port):
-            hint = ""
-            if port >= ephemeral_low():
-                hint = (
-                    f" (ports from {ephemeral_low()} up are handed to outgoing connections "
-                    "and can be taken at any time: choose one below)"
-                )
+        if still_in_use(settings.host, port):
             raise ServiceError(
                 f"{service.name}: port {port} on {settings.host} is taken by another program; "
-                f"stop it or set {service.setting or 'another port'}{hint}"
+                f"stop it or set {service.setting or 'another port'}{taken_hint(port)}"
             )
     for folder in ("pids", "logs", "s3"):
         (settings.home / folder).mkdir(parents=True, exist_ok=True)

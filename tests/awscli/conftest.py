@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from scones.settings import Settings
-from scones.twin import services
+from scones.twin import ports
 
 PROJECT = Path(__file__).resolve().parents[2]
 GUARD_MARK = "scones-network-guard"
@@ -125,7 +125,7 @@ def cli_twin(aws_cli: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     from scones.training.tiny import build_tiny_model
 
     home = tmp_path_factory.mktemp("awscli-home")
-    scones = {"SCONES_HOME": str(home), **services.free_ports(), "SCONES_BRIDGE": "0"}
+    scones = {"SCONES_HOME": str(home), **ports.free_ports(), "SCONES_BRIDGE": "0"}
     model = build_tiny_model(tmp_path_factory.mktemp("awscli-model"))
     # the SCONES_* variables are in os.environ only while scones commands run: a session
     # fixture that kept them (SCONES_BRIDGE=0 among them) would leak into later tiers' twins

@@ -29,7 +29,7 @@ from scones.endpoint.capture import spool_folder
 from scones.endpoint.registry import register_endpoint
 from scones.endpoint.spool import read_counts
 from scones.settings import Settings
-from scones.twin import processes, services
+from scones.twin import ports, processes, services
 
 pytestmark = pytest.mark.stack
 
@@ -67,7 +67,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("capture-faults")
     saved = dict(os.environ)
     os.environ.update(
-        {"SCONES_HOME": str(home), **services.free_ports(), "SCONES_CAPTURE_FLUSH_SECONDS": "5"}
+        {"SCONES_HOME": str(home), **ports.free_ports(), "SCONES_CAPTURE_FLUSH_SECONDS": "5"}
     )
     settings = Settings.from_env()
     os.environ.update(settings.aws_env())

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from scones.settings import Settings
-from scones.twin import services
+from scones.twin import ports, services
 
 pytestmark = pytest.mark.stack
 
@@ -27,7 +27,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     os.environ.update(
         {
             "SCONES_HOME": str(tmp_path_factory.mktemp("http-guard")),
-            **services.free_ports(),
+            **ports.free_ports(),
             "SCONES_ENDPOINT_WORKERS": "1",
             "SCONES_ENDPOINT_READ_TIMEOUT": str(READ_TIMEOUT),
             "SCONES_ENDPOINT_MAX_CONNECTIONS": str(MAX_CONNECTIONS),

@@ -25,14 +25,14 @@ from pathlib import Path
 import pytest
 
 from scones.settings import Settings, ensure_secret
-from scones.twin import services
+from scones.twin import ports
 
 
 def twin_environ(home: Path) -> dict[str, str]:
     """SCONES_* variables for a private twin in ``home`` on free ports."""
     return {
         "SCONES_HOME": str(home),
-        **services.free_ports(),
+        **ports.free_ports(),
         "SCONES_CAPTURE_FLUSH_SECONDS": "1",
         "SCONES_BRIDGE": "1",  # whatever an earlier tier left in the environment
     }
