@@ -60,6 +60,11 @@ HERE = Path(__file__).resolve().parent
 # Copied from serving/ into the model's code/ folder, which SageMaker's inference container loads.
 SERVING_FILES = ("inference.py", "requirements.txt")
 REPORT_PNG = "reliability.png"  # in the output folder (SageMaker: output.tar.gz), not the model
+# the arguments metrics.json records under "hyperparameters"
+REPORTED_HYPERPARAMETERS = (
+    *("epochs", "batch_size", "lr", "weight_decay", "width", "members", "holdout", "calibrate"),
+    *("label_smoothing", "ema", "cutmix", "jitter", "swa", "scale", "seed", "tta"),
+)
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Any:
@@ -268,23 +273,7 @@ def evaluate(
         "device": device.type,
         "torch_threads": torch.get_num_threads(),
         "parameters": int(sum(p.numel() for net in trained.nets for p in net.parameters())),
-        "hyperparameters": {
-            k: getattr(args, k)
-            for k in (
-                *("epochs", "batch_size", "lr", "weight_decay", "width", "members", "holdout"),
-                *(
-                    "calibrate",
-                    "label_smoothing",
-                    "ema",
-                    "cutmix",
-                    "jitter",
-                    "swa",
-                    "scale",
-                    "seed",
-                ),
-                "tta",
-            )
-        },
+        "hyperparameters": {k: getattr(args, k) for k in REPORTED_HYPERPARAMETERS},
         "final_train_loss": float(np.mean([h[-1]["loss"] for h in trained.histories])),
         "uncalibrated": classification_report(raw, data.y_test),
         ("without_tta" if args.tta else "with_tta"): classification_report(
