@@ -32,6 +32,8 @@ class MemberRecipe:
     jitter: float = 0.0  # per-image brightness shift and contrast scale, +- this (0: off)
     swa: float = 0.0  # share of the last epochs whose end-of-epoch weights are averaged (0: off)
     scale: float = 0.0  # random zoom in [1 - scale, 1 + scale] with shift and flip (0: crops)
+    sam: float = 0.0  # sharpness-aware minimization radius rho (0: off; doubles the step cost)
+    bf16: bool = False  # forward/backward under bfloat16 autocast (AMX on recent x86 CPUs)
 
 
 @dataclass
@@ -175,7 +177,7 @@ def train_member(
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = build_model(num_classes, recipe.width).to(device)
+    net = build_model(num_classes, recipe.width).to(device, memory_format=torch.channels_last)
     total = max(1, recipe.epochs * math.ceil(len(x) / recipe.batch_size))
     optimizer = torch.optim.AdamW(param_groups(net, recipe.weight_decay), lr=recipe.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total))
@@ -207,12 +209,23 @@ def train_member(
             if teacher is not None:
                 with torch.no_grad():
                     soft = teacher(xb)
-            logits = net(xb)
-            loss = _loss(logits, yb, recipe, soft)
-            if other is not None:
-                loss = lam * loss + (1 - lam) * _loss(logits, other, recipe, soft)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            xb = xb.contiguous(memory_format=torch.channels_last)
+
+            def closure(
+                xb: Any = xb, yb: Any = yb, other: Any = other, lam: float = lam, soft: Any = soft
+            ) -> Any:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
+                    logits = net(xb).float()
+                loss = _loss(logits, yb, recipe, soft)
+                if other is not None:
+                    loss = lam * loss + (1 - lam) * _loss(logits, other, recipe, soft)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                return logits, loss
+
+            logits, loss = closure()
+            if recipe.sam > 0:
+                _sam_second_step(net, recipe.sam, closure)
             optimizer.step()
             scheduler.step()
             if ema is not None:
@@ -237,6 +250,23 @@ def train_member(
         seconds=time.perf_counter() - t0,
         cpu_seconds=time.process_time() - c0,
     )
+
+
+def _sam_second_step(net: Any, rho: float, closure: Callable[[], Any]) -> None:
+    """Sharpness-aware minimization: move the weights ``rho`` along the normalized gradient,
+    take the gradient there (``closure``), and move back; the optimizer then steps with it."""
+    import torch
+
+    params = [p for p in net.parameters() if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        shifts = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        for p, e in zip(params, shifts, strict=True):
+            p.add_(e)
+    closure()
+    with torch.no_grad():
+        for p, e in zip(params, shifts, strict=True):
+            p.sub_(e)
 
 
 def _swa_update(swa: Any, net: Any) -> Any:

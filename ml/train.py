@@ -52,9 +52,10 @@ from calibration import (
     summary,
 )
 from channels import TrainingDataError, find_manifest, load_split, read_classes
-from network import export_onnx, make_probability_model, onnx_benchmark
+from network import build_model, export_onnx, make_probability_model, onnx_benchmark
 from plots import draw_report_png
 from recipe import MemberRecipe, holdout_split, predict_logits, progress_bar, train_member
+from workers import MemberJob, train_in_workers, worker_count
 
 HERE = Path(__file__).resolve().parent
 # Copied from serving/ into the model's code/ folder, which SageMaker's inference container loads.
@@ -63,7 +64,7 @@ REPORT_PNG = "reliability.png"  # in the output folder (SageMaker: output.tar.gz
 # the arguments metrics.json records under "hyperparameters"
 REPORTED_HYPERPARAMETERS = (
     *("epochs", "batch_size", "lr", "weight_decay", "width", "members", "holdout", "calibrate"),
-    *("label_smoothing", "ema", "cutmix", "jitter", "swa", "scale", "seed", "tta"),
+    *("label_smoothing", "ema", "cutmix", "jitter", "swa", "scale", "sam", "bf16", "seed", "tta"),
 )
 
 
@@ -98,9 +99,18 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument(
         "--scale", type=float, default=0.0, help="random zoom +- this instead of crops (0: off)"
     )
+    p.add_argument("--sam", type=float, default=0.0, help="SAM radius rho (0: off; 2x the steps)")
+    p.add_argument("--bf16", type=int, default=0, help="1: train under bfloat16 autocast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="CPU processes training members side by side, one thread each "
+        "(0: one per core, or per --threads when set; 1: members in turn)",
+    )
     p.add_argument("--progress", type=int, default=1, help="0: no progress bar")
     p.add_argument("--model-dir", "--model_dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
     p.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
@@ -196,7 +206,8 @@ class Ensemble:
     nets: list[Any]
     histories: list[list[dict[str, float]]]
     seconds: float
-    cpu_seconds: float
+    cpu_seconds: float  # this process's and the workers'
+    workers: int = 1
 
 
 def member_recipe(args: Any) -> MemberRecipe:
@@ -213,32 +224,44 @@ def member_recipe(args: Any) -> MemberRecipe:
         jitter=args.jitter,
         swa=args.swa,
         scale=args.scale,
+        sam=args.sam,
+        bf16=bool(args.bf16),
     )
 
 
 def train_ensemble(data: TrainingData, args: Any, device: Any, torch: Any) -> Ensemble:
     """Train ``args.members`` networks on the training images outside the held-out split;
-    member ``k`` is seeded with ``seed + 1000 k``."""
+    member ``k`` is seeded with ``seed + 1000 k``. On a CPU with several cores the members
+    train side by side in worker processes with one thread each (``--workers``)."""
     recipe = member_recipe(args)
     idx = torch.from_numpy(data.train_idx)
     x, y = data.x_train[idx], data.y_train[idx]
     steps = args.members * args.epochs * math.ceil(len(x) / args.batch_size)
     bar = progress_bar(bool(args.progress), steps)
     t0, c0 = time.perf_counter(), time.process_time()
-    nets, histories = [], []
-    for k in range(args.members):
-        member = train_member(
-            x, y, len(data.classes), recipe, args.seed + 1000 * k, device, progress=bar
-        )
-        nets.append(member.net)
-        histories.append(member.history)
-        if bar is None and args.progress:
-            print(
-                f"member {k + 1}/{args.members} loss {member.history[-1]['loss']:.4f}", flush=True
-            )
+    seeds = [args.seed + 1000 * k for k in range(args.members)]
+    nets, histories, worker_cpu = [], [], 0.0
+    workers = worker_count(args.workers, args.members, device.type, args.threads)
+    if workers > 1:
+        jobs = [MemberJob(x, y, len(data.classes), recipe, s, 1) for s in seeds]
+        for result in train_in_workers(jobs, workers, bar):
+            net = build_model(len(data.classes), recipe.width)
+            net.load_state_dict(result.state)
+            nets.append(net.to(memory_format=torch.channels_last).eval())
+            histories.append(result.history)
+            worker_cpu += result.cpu_seconds
+    else:
+        for k, seed in enumerate(seeds):
+            member = train_member(x, y, len(data.classes), recipe, seed, device, progress=bar)
+            nets.append(member.net)
+            histories.append(member.history)
+            if bar is None and args.progress:
+                loss = member.history[-1]["loss"]
+                print(f"member {k + 1}/{args.members} loss {loss:.4f}", flush=True)
     if bar is not None:
         bar.close()
-    return Ensemble(nets, histories, time.perf_counter() - t0, time.process_time() - c0)
+    cpu_seconds = time.process_time() - c0 + worker_cpu
+    return Ensemble(nets, histories, time.perf_counter() - t0, cpu_seconds, workers)
 
 
 def evaluate(
@@ -272,6 +295,7 @@ def evaluate(
         "train_cpu_seconds": round(trained.cpu_seconds, 2),
         "device": device.type,
         "torch_threads": torch.get_num_threads(),
+        "workers": trained.workers,
         "parameters": int(sum(p.numel() for net in trained.nets for p in net.parameters())),
         "hyperparameters": {k: getattr(args, k) for k in REPORTED_HYPERPARAMETERS},
         "final_train_loss": float(np.mean([h[-1]["loss"] for h in trained.histories])),

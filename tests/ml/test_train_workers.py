@@ -1,0 +1,101 @@
+"""Members trained side by side in worker processes, bfloat16 autocast and SAM: the real script
+on tiny synthetic data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scones.data.etl import extract
+from scones.data.synthetic import build_cifar_archive
+from scones.training.local import train_local
+from scones.training.script import load_train_script, source_dir
+
+train = load_train_script()
+BASE = ["--width", "4", "--members", "2", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    archive = build_cifar_archive(root / "a.tar.gz", {"bicycle": 16, "motorcycle": 16}, n_test=4)
+    extract(archive, root / "data", progress=False)
+    return root / "data"
+
+
+def workers_module() -> Any:
+    sys.path.insert(0, str(source_dir()))
+    try:
+        import workers
+    finally:
+        sys.path.remove(str(source_dir()))
+    return workers
+
+
+@pytest.mark.parametrize(
+    ("requested", "members", "device", "threads", "cores", "expected"),
+    [
+        (0, 3, "cpu", 0, 2, 2),  # one per core
+        (0, 3, "cpu", 0, 16, 3),  # never more than the members
+        (0, 3, "cpu", 1, 16, 1),  # --threads 1: members in turn
+        (0, 4, "cpu", 3, 16, 3),
+        (2, 3, "cpu", 1, 16, 2),  # --workers wins over --threads
+        (5, 3, "cpu", 0, 2, 3),
+        (0, 3, "cuda", 0, 16, 1),  # a GPU trains members in turn
+        (0, 1, "cpu", 0, 16, 1),
+    ],
+)
+def test_worker_count(
+    monkeypatch: pytest.MonkeyPatch,
+    requested: int,
+    members: int,
+    device: str,
+    threads: int,
+    cores: int,
+    expected: int,
+) -> None:
+    workers = workers_module()
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert workers.worker_count(requested, members, device, threads) == expected
+
+
+def test_workers_train_the_same_members_as_one_thread(tiny_data: Path, tmp_path: Path) -> None:
+    """Two worker processes give bit-for-bit the members one thread trains in turn."""
+    reports = {}
+    for name, extra in (("turn", ["--threads", "1"]), ("workers", ["--workers", "2"])):
+        reports[name] = train_local(
+            tiny_data, tmp_path / name, epochs=2, seed=5, extra=[*BASE, *extra], progress=False
+        )
+    assert (reports["turn"]["workers"], reports["workers"]["workers"]) == (1, 2)
+    for key in ("nll", "final_train_loss", "risk_coverage", "members"):
+        assert reports["turn"][key] == reports["workers"][key], key
+    assert reports["workers"]["train_cpu_seconds"] > 0  # the workers' CPU time is counted
+
+
+def test_a_failing_worker_is_named() -> None:
+    """A worker that cannot train (no images) fails the run with its traceback's tail."""
+    workers = workers_module()
+    job = workers.MemberJob(x=None, y=None, num_classes=2, recipe=None, seed=0)
+    with pytest.raises(workers.WorkerError, match="exited with 1"):
+        workers.train_in_workers([job, job], 2)
+
+
+def test_bf16_and_sam_train_and_are_reported(tiny_data: Path, tmp_path: Path) -> None:
+    report = train_local(
+        tiny_data,
+        tmp_path,
+        epochs=2,
+        seed=0,
+        extra=[*BASE, "--threads", "1", "--bf16", "1", "--sam", "0.05"],
+        progress=False,
+    )
+    hp = report["hyperparameters"]
+    assert (hp["bf16"], hp["sam"]) == (1, 0.05)
+    assert report["onnx_max_abs_diff"] < 1e-4  # the exported graph is float32 whatever trained
+    plain = train_local(
+        tiny_data, tmp_path / "plain", epochs=2, seed=0, extra=[*BASE, "--threads", "1"]
+    )
+    assert plain["final_train_loss"] != report["final_train_loss"]
