@@ -114,6 +114,19 @@ def cutmix(batch: Any, labels: Any, gen: Any) -> tuple[Any, Any, float]:
     return mixed, labels[perm], lam
 
 
+def native_bf16(device_type: str) -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16): there bfloat16
+    autocast trains a member about 2x faster; elsewhere (older CPUs, GPUs) training stays fp32."""
+    if device_type != "cpu":
+        return False
+    try:
+        import torch.cpu
+
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def one_cycle(step: int, total: int, warmup: float = 0.25, floor: float = 0.04) -> float:
     """Learning-rate factor: linear warm-up to 1 over ``warmup`` of the steps, then cosine down."""
     rise = max(1, round(total * warmup))

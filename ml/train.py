@@ -11,11 +11,12 @@ temperature fit), ``plots.py`` (the reliability/risk-coverage PNG) and ``serving
 onnxruntime are used when present (progress bar; ONNX parity check and latency). SageMaker
 installs ``requirements.txt`` (beside this file) before running it.
 
-Recipe (issue 15, measured in docs/ml.md): ``--members`` networks (default 3, width 8, 100
-epochs, half of the batches CutMix-ed) trained on the training images minus a held-out
-``--holdout`` share (default 10 %, stratified, chosen by the seed); the temperature ``T`` of ``mean_k softmax(logits_k / T)`` is fitted on the held-out
-images by log loss, and the held-out split gives the threshold suggestion and the expected
-review rate.
+Recipe (issue 15, measured in docs/ml.md): ``--members`` networks (default 3, width 8, 200
+epochs, half of the batches CutMix-ed; on a CPU side by side in worker processes,
+``workers.py``, under bfloat16 autocast where the CPU has it natively) trained on the training
+images minus a held-out ``--holdout`` share (default 10 %, stratified, chosen by the seed); the
+temperature ``T`` of ``mean_k softmax(logits_k / T)`` is fitted on the held-out images by log
+loss, and the held-out split gives the threshold suggestion and the expected review rate.
 
 Data: each channel folder (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``) holds ``<split>.lst``
 (index<TAB>label<TAB>path relative to the folder), the PNGs it lists and ``classes.json``: the
@@ -54,7 +55,14 @@ from calibration import (
 from channels import TrainingDataError, find_manifest, load_split, read_classes
 from network import build_model, export_onnx, make_probability_model, onnx_benchmark
 from plots import draw_report_png
-from recipe import MemberRecipe, holdout_split, predict_logits, progress_bar, train_member
+from recipe import (
+    MemberRecipe,
+    holdout_split,
+    native_bf16,
+    predict_logits,
+    progress_bar,
+    train_member,
+)
 from workers import MemberJob, train_in_workers, worker_count
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +82,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p = argparse.ArgumentParser(
         description="Train the scones bicycle/motorcycle classifier (SageMaker script mode)."
     )
-    p.add_argument("--epochs", type=int, default=100, help="passes over the training images")
+    p.add_argument("--epochs", type=int, default=200, help="passes over the training images")
     p.add_argument("--batch-size", "--batch_size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (one-cycle)")
     p.add_argument(
@@ -100,7 +108,12 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
         "--scale", type=float, default=0.0, help="random zoom +- this instead of crops (0: off)"
     )
     p.add_argument("--sam", type=float, default=0.0, help="SAM radius rho (0: off; 2x the steps)")
-    p.add_argument("--bf16", type=int, default=0, help="1: train under bfloat16 autocast")
+    p.add_argument(
+        "--bf16",
+        type=int,
+        default=-1,
+        help="1: train under bfloat16 autocast, 0: float32 (-1: where the CPU has it natively)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tta", type=int, default=0, help="1: average the image and its mirror image")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
@@ -109,7 +122,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
         type=int,
         default=0,
         help="CPU processes training members side by side, one thread each "
-        "(0: one per core, or per --threads when set; 1: members in turn)",
+        "(0: one per member up to 8, at most --threads when set; 1: members in turn)",
     )
     p.add_argument("--progress", type=int, default=1, help="0: no progress bar")
     p.add_argument("--model-dir", "--model_dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
@@ -405,6 +418,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         raise TrainingDataError(f"--scale must be in [0, 1), got {args.scale}")
     if not 0.0 <= args.holdout < 1.0:
         raise TrainingDataError(f"--holdout must be in [0, 1), got {args.holdout}")
+    if args.bf16 < 0:
+        args.bf16 = int(native_bf16(device.type))
     data = load_data(Path(args.train), Path(args.test), torch)
     data.train_idx, data.held_idx = holdout_split(data.y_train.numpy(), args.holdout, args.seed)
     trained = train_ensemble(data, args, device, torch)

@@ -149,7 +149,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         region=aws.region,
         image=image,
         instance_type=args.instance_type,
-        hyperparameters={"epochs": args.epochs, "seed": args.seed},
+        hyperparameters={
+            "seed": args.seed,
+            **({"epochs": args.epochs} if args.epochs is not None else {}),
+        },
         max_runtime_s=args.max_runtime,
         spot=args.spot,
     )
@@ -254,7 +257,9 @@ def _add_train(sub: Any) -> None:
     tr.add_argument("--role", help=f"execution role ARN (default ${ROLE_ENV})")
     tr.add_argument("--instance-type", default=TRAIN_INSTANCE, help="default %(default)s (CPU)")
     tr.add_argument("--image", help=_IMAGE_HELP.format(kind="training"))
-    tr.add_argument("--epochs", type=int, default=50, help="train.py --epochs (default 50)")
+    tr.add_argument(
+        "--epochs", type=int, help="train.py --epochs (default: train.py's default, 200)"
+    )
     tr.add_argument("--seed", type=int, default=0, help="train.py --seed (default 0)")
     tr.add_argument("--job-name", help="default scones-train-<timestamp>")
     tr.add_argument("--max-runtime", type=int, default=3600, help="seconds (default %(default)s)")

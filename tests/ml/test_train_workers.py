@@ -38,12 +38,14 @@ def workers_module() -> Any:
 @pytest.mark.parametrize(
     ("requested", "members", "device", "threads", "cores", "expected"),
     [
-        (0, 3, "cpu", 0, 2, 2),  # one per core
-        (0, 3, "cpu", 0, 16, 3),  # never more than the members
+        (0, 3, "cpu", 0, 2, 3),  # one per member, sharing the 2 cores
+        (0, 3, "cpu", 0, 16, 3),
+        (0, 12, "cpu", 0, 2, 8),  # at most MAX_AUTO_WORKERS
+        (0, 3, "cpu", 0, 1, 1),  # one core: members in turn
         (0, 3, "cpu", 1, 16, 1),  # --threads 1: members in turn
-        (0, 4, "cpu", 3, 16, 3),
+        (0, 4, "cpu", 3, 16, 3),  # never more than --threads
         (2, 3, "cpu", 1, 16, 2),  # --workers wins over --threads
-        (5, 3, "cpu", 0, 2, 3),
+        (5, 3, "cpu", 0, 2, 3),  # never more than the members
         (0, 3, "cuda", 0, 16, 1),  # a GPU trains members in turn
         (0, 1, "cpu", 0, 16, 1),
     ],
