@@ -34,6 +34,7 @@ class MemberRecipe:
     scale: float = 0.0  # random zoom in [1 - scale, 1 + scale] with shift and flip (0: crops)
     sam: float = 0.0  # sharpness-aware minimization radius rho (0: off; doubles the step cost)
     bf16: bool = False  # forward/backward under bfloat16 autocast (AMX on recent x86 CPUs)
+    channels_last: bool = True  # NHWC layout of weights and batches (faster on CPUs)
 
 
 @dataclass
@@ -190,7 +191,8 @@ def train_member(
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = build_model(num_classes, recipe.width).to(device, memory_format=torch.channels_last)
+    layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    net = build_model(num_classes, recipe.width).to(device, memory_format=layout)
     total = max(1, recipe.epochs * math.ceil(len(x) / recipe.batch_size))
     optimizer = torch.optim.AdamW(param_groups(net, recipe.weight_decay), lr=recipe.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total))
@@ -222,7 +224,7 @@ def train_member(
             if teacher is not None:
                 with torch.no_grad():
                     soft = teacher(xb)
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=layout)
 
             def closure(
                 xb: Any = xb, yb: Any = yb, other: Any = other, lam: float = lam, soft: Any = soft
