@@ -32,6 +32,15 @@ def tiny_model_dir(tiny_model_tar: Path, tmp_path_factory: pytest.TempPathFactor
     return dest
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ETL output of a tiny archive: 16 bicycles and 16 motorcycles, 4 test images each."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    archive = build_cifar_archive(root / "a.tar.gz", {"bicycle": 16, "motorcycle": 16}, n_test=4)
+    extract(archive, root / "data", progress=False)
+    return root / "data"
+
+
 @pytest.fixture()
 def small_archive(tmp_path: Path) -> Path:
     """A small archive: 24 bicycles, 24 motorcycles, 4 apples (train), 6 of each (test)."""

@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scones.data.etl import extract
-from scones.data.synthetic import build_cifar_archive
 from scones.training import cli as train_cli
 from scones.training.local import train_local
 from scones.training.script import load_train_script
@@ -23,14 +21,6 @@ train = load_train_script()
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--width", "4", "--members", "2", "--batch-size", "8", "--threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    archive = build_cifar_archive(root / "a.tar.gz", {"bicycle": 16, "motorcycle": 16}, n_test=4)
-    extract(archive, root / "data", progress=False)
-    return root / "data"
 
 
 def cli(*argv: str) -> int:

@@ -9,21 +9,11 @@ from typing import Any
 
 import pytest
 
-from scones.data.etl import extract
-from scones.data.synthetic import build_cifar_archive
 from scones.training.local import train_local
 from scones.training.script import load_train_script, source_dir
 
 train = load_train_script()
 BASE = ["--width", "4", "--members", "2", "--batch-size", "8"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    archive = build_cifar_archive(root / "a.tar.gz", {"bicycle": 16, "motorcycle": 16}, n_test=4)
-    extract(archive, root / "data", progress=False)
-    return root / "data"
 
 
 def workers_module() -> Any:
