@@ -155,14 +155,14 @@ def train_in_workers(jobs: list[MemberJob], workers: int, progress: Any = None) 
         try:
             for index, job in enumerate(jobs):
                 if len(running) >= workers:
-                    done_index, done = running.pop(0)
-                    results[done_index] = done.result()
+                    results[running[0][0]] = running[0][1].result()
+                    running.pop(0)
                 running.append((index, _Worker(job, Path(tmp), index, progress, lock)))
             while running:
-                done_index, done = running.pop(0)
-                results[done_index] = done.result()
+                results[running[0][0]] = running[0][1].result()
+                running.pop(0)
         finally:
-            for _, worker in running:  # an error above: stop the others
+            for _, worker in running:  # an error or an interrupt above: stop the others
                 worker.proc.kill()
                 worker.proc.wait()
     return results

@@ -91,3 +91,24 @@ def test_bf16_and_sam_train_and_are_reported(tiny_data: Path, tmp_path: Path) ->
         tiny_data, tmp_path / "plain", epochs=2, seed=0, extra=[*BASE, "--threads", "1"]
     )
     assert plain["final_train_loss"] != report["final_train_loss"]
+
+
+def test_an_interrupt_stops_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while waiting for the first member: no worker process is left running."""
+    workers = workers_module()
+    started: list[Any] = []
+    real_init = workers._Worker.__init__
+
+    def init(self: Any, *args: Any) -> None:
+        real_init(self, *args)
+        started.append(self.proc)
+
+    def interrupted(self: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workers._Worker, "__init__", init)
+    monkeypatch.setattr(workers._Worker, "result", interrupted)
+    job = workers.MemberJob(x=None, y=None, num_classes=2, recipe=None, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        workers.train_in_workers([job, job, job], 2)
+    assert len(started) == 2 and all(proc.returncode is not None for proc in started)
