@@ -242,6 +242,12 @@ def member_recipe(args: Any) -> MemberRecipe:
     )
 
 
+def _member_done(args: Any, bar: Any, done: int, history: list[dict[str, float]]) -> None:
+    """Without a progress bar (no tqdm), one line per trained member."""
+    if bar is None and args.progress:
+        print(f"member {done}/{args.members} loss {history[-1]['loss']:.4f}", flush=True)
+
+
 def train_ensemble(data: TrainingData, args: Any, device: Any, torch: Any) -> Ensemble:
     """Train ``args.members`` networks on the training images outside the held-out split;
     member ``k`` is seeded with ``seed + 1000 k``. On a CPU with several cores the members
@@ -256,21 +262,20 @@ def train_ensemble(data: TrainingData, args: Any, device: Any, torch: Any) -> En
     nets, histories, worker_cpu = [], [], 0.0
     workers = worker_count(args.workers, args.members, device.type, args.threads)
     if workers > 1:
-        jobs = [MemberJob(x, y, len(data.classes), recipe, s, 1) for s in seeds]
+        jobs = [MemberJob(x, y, len(data.classes), recipe, s) for s in seeds]
         for result in train_in_workers(jobs, workers, bar):
             net = build_model(len(data.classes), recipe.width)
             net.load_state_dict(result.state)
             nets.append(net.to(memory_format=torch.channels_last).eval())
             histories.append(result.history)
             worker_cpu += result.cpu_seconds
+            _member_done(args, bar, len(histories), result.history)
     else:
-        for k, seed in enumerate(seeds):
+        for seed in seeds:
             member = train_member(x, y, len(data.classes), recipe, seed, device, progress=bar)
             nets.append(member.net)
             histories.append(member.history)
-            if bar is None and args.progress:
-                loss = member.history[-1]["loss"]
-                print(f"member {k + 1}/{args.members} loss {loss:.4f}", flush=True)
+            _member_done(args, bar, len(histories), member.history)
     if bar is not None:
         bar.close()
     cpu_seconds = time.process_time() - c0 + worker_cpu
@@ -418,6 +423,8 @@ def _run(args: Any, torch: Any) -> dict[str, Any]:
         raise TrainingDataError(f"--scale must be in [0, 1), got {args.scale}")
     if not 0.0 <= args.holdout < 1.0:
         raise TrainingDataError(f"--holdout must be in [0, 1), got {args.holdout}")
+    if args.sam < 0 or args.bf16 not in (-1, 0, 1) or args.workers < 0:
+        raise TrainingDataError("--sam must be at least 0, --bf16 -1, 0 or 1, --workers at least 0")
     if args.bf16 < 0:
         args.bf16 = int(native_bf16(device.type))
     data = load_data(Path(args.train), Path(args.test), torch)

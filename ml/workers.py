@@ -38,7 +38,6 @@ class MemberJob:
     num_classes: int
     recipe: Any
     seed: int
-    threads: int = 1
 
 
 @dataclass
@@ -86,11 +85,11 @@ class _StepPrinter:
 
 
 def run_member(job: MemberJob) -> MemberResult:
-    """Train one member in this process with ``job.threads`` torch threads."""
+    """Train one member in this process with one torch thread."""
     import torch
     from recipe import train_member
 
-    torch.set_num_threads(job.threads)
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device("cpu")
     member = train_member(

@@ -11,6 +11,19 @@ from typing import Any
 
 from scones.errors import EXIT_USAGE, CommandError, ErrorTable, user_errors
 
+# the options passed on to ml/train.py when given (--epochs and --seed go through train_local)
+FORWARDED_FLAGS = [
+    "batch_size",
+    "lr",
+    "width",
+    "members",
+    "holdout",
+    "cutmix",
+    "threads",
+    "workers",
+    "tta",
+]
+
 
 def _errors() -> ErrorTable:
     from scones.training.local import ModelPackageError
@@ -91,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
             f"{data} has no train.lst/test.lst; run `scones etl --output {data}` first"
         )
     extra = []
-    flags = ("batch_size", "lr", "width", "members", "holdout", "cutmix", "threads", "workers")
-    for flag in (*flags, "tta"):
+    for flag in FORWARDED_FLAGS:
         value = getattr(args, flag)
         if value is not None:
             extra += [f"--{flag.replace('_', '-')}", str(value)]

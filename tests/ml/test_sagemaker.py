@@ -118,6 +118,17 @@ def test_train_uploads_and_starts_the_script_mode_job(
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/p/output"
 
 
+def test_train_without_epochs_leaves_them_to_train_py(
+    aws: None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--data", str(data_dir), "--bucket", BUCKET, "--role", ROLE]
+    assert cli(*argv, "--job-name", "job-2", "--region", REGION, "--quiet") == 0
+    job = boto3.client("sagemaker", region_name=REGION).describe_training_job(
+        TrainingJobName="job-2"
+    )
+    assert "epochs" not in job["HyperParameters"] and job["HyperParameters"]["seed"] == "0"
+
+
 def test_second_upload_skips_unchanged_objects(
     aws: None, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

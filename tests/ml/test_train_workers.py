@@ -3,6 +3,7 @@ on tiny synthetic data."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,37 @@ def test_an_interrupt_stops_every_worker(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(KeyboardInterrupt):
         workers.train_in_workers([job, job, job], 2)
     assert len(started) == 2 and all(proc.returncode is not None for proc in started)
+
+
+@pytest.mark.parametrize(
+    "flag", [("--sam", "-0.1"), ("--bf16", "2"), ("--bf16", "-2"), ("--workers", "-1")]
+)
+def test_new_option_out_of_range_is_named(
+    tiny_data: Path, tmp_path: Path, flag: tuple[str, str]
+) -> None:
+    with pytest.raises(train.TrainingDataError, match="--sam must be at least 0, --bf16 -1, 0"):
+        train_local(tiny_data, tmp_path, epochs=1, extra=[*BASE, *flag], progress=False)
+
+
+def test_member_lines_without_a_progress_bar(
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No tqdm: one line per member, whether members train in workers or in turn."""
+    monkeypatch.setattr(train, "progress_bar", lambda enabled, total: None)
+    for name, extra in (("turn", ["--threads", "1"]), ("workers", ["--workers", "2"])):
+        train_local(tiny_data, tmp_path / name, epochs=1, extra=[*BASE, *extra], progress=True)
+        lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("member ")]
+        assert [ln.split(" loss ")[0] for ln in lines] == ["member 1/2", "member 2/2"], name
+
+
+def test_scones_train_passes_workers_on(tiny_data: Path, tmp_path: Path) -> None:
+    from test_train import cli
+
+    model = tmp_path / "model"
+    argv = ["--data", str(tiny_data), "--model-dir", str(model), "--epochs", "1", "--quiet"]
+    assert cli(*argv, "--width", "4", "--members", "2", "--workers", "2") == 0
+    report = json.loads((model / "metrics.json").read_text())
+    assert report["workers"] == 2
